@@ -1,0 +1,164 @@
+import math
+from dataclasses import dataclass, field, fields
+
+from trl import GRPOConfig
+
+from .curriculum import KappaSchedule
+
+
+@dataclass
+class VCRLConfig(GRPOConfig):
+    r"""
+    Configuration class for [`VCRLTrainer`]: [`~trl.GRPOConfig`] plus the curriculum of VCRL
+    ([arXiv 2509.19803](https://huggingface.co/papers/2509.19803)).
+
+    Only the parameters specific to VCRL are listed here; see [`~trl.GRPOConfig`] for the others.
+
+    > Parameters that control the threshold (paper §3.1)
+
+    kappa (`float`, *optional*, defaults to `0.8`):
+        Threshold on the normalised group reward variance `p` after the warm-up: groups with `p < kappa` are dropped.
+    kappa_warmup (`float`, *optional*, defaults to `0.3`):
+        Threshold during the first `kappa_warmup_steps` optimizer steps, low so the replay bank fills.
+    kappa_warmup_steps (`int`, *optional*, defaults to `20`):
+        Number of optimizer steps that use `kappa_warmup`. `0` uses `kappa` from the start.
+    kappa_schedule (`list[str]`, *optional*):
+        A general piecewise-constant schedule as `"step:kappa"` pieces, e.g. `["0:0.3", "20:0.5", "100:0.8"]`.
+        Replaces `kappa`, `kappa_warmup` and `kappa_warmup_steps`, which must then keep their defaults.
+    reward_range (`list[float]`, *optional*, defaults to `[0.0, 1.0]`):
+        Bounds `[a, b]` of the combined (weighted-sum) reward; `p` is normalised by the largest variance rewards in
+        this range can have. A reward outside it is an error.
+
+    > Parameters that control the replay bank (paper §3.2)
+
+    replay_bank_size (`int`, *optional*, defaults to `1024`):
+        Maximum number of prompts in the replay bank; the lowest priority is evicted when full.
+    replay_momentum (`float`, *optional*, defaults to `0.9`):
+        Momentum `alpha` of the priority update `P <- alpha * P + (1 - alpha) * p`.
+    replay_limit (`int`, *optional*, defaults to `2`):
+        Number of replays after which a prompt leaves the bank.
+    max_refill_rounds (`int`, *optional*, defaults to `3`):
+        Extra generation calls per generation batch to replace dropped groups: bank prompts first, then further
+        dataset prompts. Whatever is still missing is filled with the best dropped groups, so the batch size never
+        changes.
+
+    > Ablation switches
+
+    dynamic_sampling (`bool`, *optional*, defaults to `True`):
+        Drop groups below the threshold and refill the batch. With `dynamic_sampling=False` and `replay=False`,
+        training is exactly GRPO.
+    replay (`bool`, *optional*, defaults to `True`):
+        Refill from the replay bank before drawing new dataset prompts. `False` with `dynamic_sampling=True` is
+        DAPO-style dynamic sampling on the VCRL score.
+    """
+
+    kappa: float = field(
+        default=0.8,
+        metadata={"help": "Threshold on the normalised group variance p after the warm-up (paper §3.1: 0.8)."},
+    )
+    kappa_warmup: float = field(
+        default=0.3,
+        metadata={"help": "Threshold during the warm-up, low so the replay bank fills (paper §4.1: 0.3)."},
+    )
+    kappa_warmup_steps: int = field(
+        default=20,
+        metadata={"help": "Optimizer steps using `kappa_warmup` (paper §4.1: 20). 0 uses `kappa` from the start."},
+    )
+    kappa_schedule: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "General piecewise-constant threshold as 'step:kappa' pieces, e.g. 0:0.3 20:0.8 (ours; the "
+            "paper uses two pieces). Replaces kappa, kappa_warmup and kappa_warmup_steps, which must keep their defaults."
+        },
+    )
+    reward_range: list[float] = field(
+        default_factory=lambda: [0.0, 1.0],
+        metadata={
+            "help": "Bounds [a, b] of the combined reward used to normalise the variance (ours; the paper only treats "
+            "0/1 rewards). Rewards outside it raise an error."
+        },
+    )
+    replay_bank_size: int = field(
+        default=1024,
+        metadata={"help": "Capacity of the replay bank in prompts; lowest priority evicted when full (not in the paper)."},
+    )
+    replay_momentum: float = field(
+        default=0.9,
+        metadata={"help": "Momentum alpha of the bank priority update P <- alpha*P + (1-alpha)*p (paper §3.2: 0.9)."},
+    )
+    replay_limit: int = field(
+        default=2,
+        metadata={"help": "Replays after which a prompt leaves the bank (paper §3.2: 2)."},
+    )
+    max_refill_rounds: int = field(
+        default=3,
+        metadata={
+            "help": "Extra generation calls per generation batch to replace dropped groups, bank prompts first, then "
+            "new dataset prompts (ours). Still-missing slots take the best dropped groups."
+        },
+    )
+    dynamic_sampling: bool = field(
+        default=True,
+        metadata={"help": "Drop groups with p < kappa and refill the batch (paper §3.1). Off with replay off is GRPO."},
+    )
+    replay: bool = field(
+        default=True,
+        metadata={"help": "Refill from the replay bank before new dataset prompts (paper §3.2). Needs dynamic_sampling."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kappa_schedule is not None:
+            overridden = [f.name for f in fields(VCRLConfig) if f.name in _WARMUP_FIELDS and getattr(self, f.name) != f.default]
+            if overridden:
+                raise ValueError(
+                    f"kappa_schedule={self.kappa_schedule} replaces {', '.join(_WARMUP_FIELDS)}; do not also set "
+                    f"{', '.join(overridden)}."
+                )
+        self.threshold_schedule()  # validates kappa values and steps
+        if len(self.reward_range) != 2 or not all(math.isfinite(x) for x in self.reward_range):
+            raise ValueError(f"reward_range must be two finite numbers [low, high], got {self.reward_range}.")
+        if self.reward_range[0] >= self.reward_range[1]:
+            raise ValueError(f"reward_range={self.reward_range} is empty: low must be smaller than high.")
+        for name in ("replay_bank_size", "max_refill_rounds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.replay_limit < 1:
+            raise ValueError(f"replay_limit must be >= 1, got {self.replay_limit}.")
+        if not 0.0 <= self.replay_momentum <= 1.0:
+            raise ValueError(f"replay_momentum must lie in [0, 1], got {self.replay_momentum}.")
+        if self.num_generations < 2:
+            raise ValueError(
+                f"num_generations must be >= 2 for VCRL (a group of one completion has no variance), got "
+                f"{self.num_generations}."
+            )
+        rows_per_process = self.per_device_train_batch_size * self.steps_per_generation
+        if rows_per_process % self.num_generations:
+            raise ValueError(
+                f"Each process generates per_device_train_batch_size * steps_per_generation = "
+                f"{self.per_device_train_batch_size} * {self.steps_per_generation} = {rows_per_process} rows, which is "
+                f"not a whole number of groups of num_generations={self.num_generations}; VCRL keeps or drops whole "
+                f"groups per process. Choose values so that num_generations divides {rows_per_process}."
+            )
+        if self.replay and not self.dynamic_sampling:
+            raise ValueError(
+                "replay=True needs dynamic_sampling=True: the bank only refills groups that dynamic sampling dropped. "
+                "Set replay=False for plain GRPO."
+            )
+
+    def threshold_schedule(self) -> KappaSchedule:
+        """The threshold schedule these settings describe."""
+        if self.kappa_schedule is not None:
+            return KappaSchedule.parse(self.kappa_schedule)
+        return KappaSchedule.from_warmup(self.kappa, self.kappa_warmup, self.kappa_warmup_steps)
+
+    @classmethod
+    def from_grpo_config(cls, args: GRPOConfig) -> "VCRLConfig":
+        """A `VCRLConfig` with every setting of `args` and VCRL's defaults."""
+        values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
+        # GRPOConfig filled both after validation; passing both back would be rejected as a conflict.
+        values["generation_batch_size"] = None
+        return cls(**values)
+
+
+_WARMUP_FIELDS = ("kappa", "kappa_warmup", "kappa_warmup_steps")

@@ -1,0 +1,294 @@
+"""The VCRL curriculum without TRL: group scores, the threshold schedule, the replay bank and batch selection.
+
+Everything here is plain Python so it can be read in one sitting and unit-tested on its own. The trainer
+(`trl_vcrl.trainer`) only moves tensors around according to the decisions taken here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Collection, Sequence
+
+
+def normalized_variance(rewards: Sequence[float], reward_range: tuple[float, float] = (0.0, 1.0)) -> float:
+    """Normalised group reward variance `p` of VCRL (paper §3.1), in `[0, 1]`.
+
+    `p` is the unbiased (ddof=1) variance of the group's rewards divided by the largest variance `n` rewards in
+    `reward_range` can have: `(b-a)² n / (4(n-1))` for even `n`, `(b-a)² (n+1) / (4n)` for odd `n`. NaN rewards
+    (a reward function returned `None`) are left out; fewer than two valid rewards give `p = 0`.
+
+    When every reward is one of the two range ends (binary rewards), `p` is computed from the integer count `k` of
+    high rewards: `4k(n-k)/n²` (even `n`) or `4k(n-k)/(n²-1)` (odd `n`). Counting avoids float noise, so a constant
+    group is exactly `0` and never slips past a threshold.
+
+    Args:
+        rewards (`Sequence[float]`):
+            The rewards of one group (one prompt, `G` completions).
+        reward_range (`tuple[float, float]`, *optional*, defaults to `(0.0, 1.0)`):
+            Bounds `[a, b]` every reward lies in. Checking that rewards respect them is the caller's job.
+
+    Returns:
+        `float`: The normalised variance `p`.
+    """
+    low, high = reward_range
+    valid = [r for r in rewards if not math.isnan(r)]
+    n = len(valid)
+    if n < 2:
+        return 0.0
+    if all(r == low or r == high for r in valid):
+        k = sum(r == high for r in valid)
+        return 4 * k * (n - k) / (n * n if n % 2 == 0 else n * n - 1)
+    mean = sum(valid) / n
+    variance = sum((r - mean) ** 2 for r in valid) / (n - 1)
+    width_sq = (high - low) ** 2
+    max_variance = width_sq * n / (4 * (n - 1)) if n % 2 == 0 else width_sq * (n + 1) / (4 * n)
+    return min(variance / max_variance, 1.0)  # min() only absorbs float rounding above 1
+
+
+def group_scores(rewards: Sequence[float], group_size: int, reward_range: tuple[float, float] = (0.0, 1.0)) -> list[float]:
+    """`normalized_variance` of each run of `group_size` consecutive rewards."""
+    if len(rewards) % group_size:
+        raise ValueError(f"{len(rewards)} rewards do not split into groups of {group_size}.")
+    return [normalized_variance(rewards[i : i + group_size], reward_range) for i in range(0, len(rewards), group_size)]
+
+
+@dataclass(frozen=True)
+class KappaSchedule:
+    """Piecewise-constant threshold `kappa(step)`: a list of `(first_step, kappa)` pieces.
+
+    The paper (§4.1) uses `[(0, 0.3), (20, 0.8)]`: a low threshold while the bank warms up, then a high one.
+    """
+
+    pieces: tuple[tuple[int, float], ...]
+
+    def __post_init__(self):
+        if not self.pieces:
+            raise ValueError("kappa schedule is empty; give at least one (step, kappa) piece.")
+        steps = [step for step, _ in self.pieces]
+        if steps[0] != 0:
+            raise ValueError(f"kappa schedule must start at step 0, got first step {steps[0]}.")
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            raise ValueError(f"kappa schedule steps must be strictly increasing, got {steps}.")
+        for step, kappa in self.pieces:
+            if not 0.0 <= kappa <= 1.0:
+                raise ValueError(f"kappa must lie in [0, 1], got {kappa} at step {step}.")
+
+    @classmethod
+    def from_warmup(cls, kappa: float, warmup_kappa: float, warmup_steps: int) -> KappaSchedule:
+        """`warmup_kappa` for the first `warmup_steps` steps, then `kappa`."""
+        if warmup_steps < 0:
+            raise ValueError(f"kappa warm-up steps must be >= 0, got {warmup_steps}.")
+        return cls(((0, kappa),) if warmup_steps == 0 else ((0, warmup_kappa), (warmup_steps, kappa)))
+
+    @classmethod
+    def parse(cls, pieces: Sequence[str]) -> KappaSchedule:
+        """Build a schedule from `"step:kappa"` strings, e.g. `["0:0.3", "20:0.8"]`."""
+        parsed = []
+        for piece in pieces:
+            try:
+                step, kappa = piece.split(":")
+                parsed.append((int(step), float(kappa)))
+            except ValueError:
+                raise ValueError(f"kappa schedule piece {piece!r} is not of the form 'step:kappa' (e.g. '20:0.8').")
+        return cls(tuple(parsed))
+
+    def __call__(self, step: int) -> float:
+        return next(kappa for first_step, kappa in reversed(self.pieces) if step >= first_step)
+
+
+def prompt_key(row: dict[str, Any]) -> str:
+    """Stable key of a dataset row: a hash of its prompt, so the same prompt is one bank entry."""
+    text = json.dumps(row["prompt"], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+@dataclass
+class BankEntry:
+    row: dict[str, Any]
+    priority: float
+    replays: int = 0
+    tiebreak: float = 0.0  # drawn at insertion, orders equal priorities reproducibly
+
+
+@dataclass
+class ReplayBank:
+    """Replay bank of high-variance prompts (paper §3.2), keyed by prompt.
+
+    Entries are taken highest priority first, at most `replay_limit` times each; when full, the lowest priority
+    entry is evicted. Priorities follow `P <- momentum * P + (1 - momentum) * p` with `p` the prompt's latest
+    normalised variance (the paper leaves the update target undefined; this is our choice). Deterministic given
+    `seed`, so every process holding a bank fed the same calls holds the same bank.
+
+    Args:
+        capacity (`int`):
+            Maximum number of prompts held.
+        momentum (`float`, *optional*, defaults to `0.9`):
+            Weight of the old priority in the momentum update.
+        replay_limit (`int`, *optional*, defaults to `2`):
+            Number of replays after which an entry leaves the bank.
+        seed (`int`, *optional*, defaults to `0`):
+            Seed of the tie-breaking generator.
+    """
+
+    capacity: int
+    momentum: float = 0.9
+    replay_limit: int = 2
+    seed: int = 0
+    entries: dict[str, BankEntry] = field(default_factory=dict, init=False)
+
+    def __post_init__(self):
+        if self.capacity < 0:
+            raise ValueError(f"replay bank capacity must be >= 0, got {self.capacity}.")
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"replay momentum must lie in [0, 1], got {self.momentum}.")
+        if self.replay_limit < 1:
+            raise ValueError(f"replay limit must be >= 1, got {self.replay_limit}.")
+        self._rng = random.Random(self.seed)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def add(self, key: str, row: dict[str, Any], p: float) -> None:
+        """Insert a prompt that passed the threshold, or momentum-update it if already held."""
+        if key in self.entries:
+            self.update(key, p)
+            return
+        if self.capacity == 0:
+            return
+        self.entries[key] = BankEntry(row=row, priority=p, tiebreak=self._rng.random())
+        if len(self.entries) > self.capacity:
+            lowest = min(self.entries, key=lambda k: (self.entries[k].priority, self.entries[k].tiebreak))
+            del self.entries[lowest]
+
+    def update(self, key: str, p: float) -> None:
+        """Momentum-update the priority of a held prompt with its newly observed `p` (no-op if not held)."""
+        if key in self.entries:
+            entry = self.entries[key]
+            entry.priority = self.momentum * entry.priority + (1.0 - self.momentum) * p
+
+    def take(self, n: int, exclude: Collection[str] = ()) -> list[tuple[str, dict[str, Any]]]:
+        """Count a replay of each of the `n` highest-priority prompts not in `exclude` and return `(key, row)` pairs.
+
+        An entry leaves the bank at its `replay_limit`-th replay.
+        """
+        order = sorted(
+            (k for k in self.entries if k not in exclude),
+            key=lambda k: (-self.entries[k].priority, -self.entries[k].tiebreak),
+        )
+        taken = []
+        for key in order[:n]:
+            entry = self.entries[key]
+            entry.replays += 1
+            taken.append((key, entry.row))
+            if entry.replays >= self.replay_limit:
+                del self.entries[key]
+        return taken
+
+    def available(self, exclude: Collection[str] = ()) -> int:
+        """Number of entries `take(..., exclude)` can return."""
+        return sum(k not in exclude for k in self.entries)
+
+    def stats(self) -> dict[str, float]:
+        """Size, mean priority and mean replay count, for logging."""
+        size = len(self.entries)
+        return {
+            "bank_size": float(size),
+            "bank_mean_priority": sum(e.priority for e in self.entries.values()) / size if size else 0.0,
+            "bank_mean_replays": sum(e.replays for e in self.entries.values()) / size if size else 0.0,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        version, internal, gauss = self._rng.getstate()
+        return {
+            "entries": [[key, e.row, e.priority, e.replays, e.tiebreak] for key, e in self.entries.items()],
+            "rng_state": [version, list(internal), gauss],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.entries = {key: BankEntry(row, priority, replays, tiebreak) for key, row, priority, replays, tiebreak in state["entries"]}
+        version, internal, gauss = state["rng_state"]
+        self._rng.setstate((version, tuple(internal), gauss))
+
+
+@dataclass
+class Candidate:
+    """One generated group: where it came from and how it scored."""
+
+    process: int
+    round: int
+    index: int  # group index within its process's output of that round
+    p: float
+    source: str  # "fresh" (the dataloader's batch), "bank" (replayed) or "refill" (extra dataset prompts)
+    key: str
+
+
+@dataclass
+class BatchSelection:
+    """Chooses, per process, which generated groups make up the training batch.
+
+    Round 0 is the dataloader's batch. Each process keeps its groups with `p >= kappa` (in order) until it has
+    `groups_per_process`; refill rounds add candidates; `finish()` fills what is still missing with the highest-`p`
+    dropped groups of that process (fallback), so the batch size never changes. All processes run it on the same
+    gathered scores and so take the same decisions.
+    """
+
+    num_processes: int
+    groups_per_process: int
+    kappa: float
+    chosen: list[list[Candidate]] = field(init=False)
+    dropped: list[Candidate] = field(default_factory=list, init=False)
+    surplus: list[Candidate] = field(default_factory=list, init=False)
+    fallback: list[Candidate] = field(default_factory=list, init=False)
+
+    def __post_init__(self):
+        self.chosen = [[] for _ in range(self.num_processes)]
+
+    def missing(self) -> list[int]:
+        return [self.groups_per_process - len(chosen) for chosen in self.chosen]
+
+    def offer(self, candidates: Sequence[Candidate]) -> None:
+        for candidate in candidates:
+            if candidate.p < self.kappa:
+                self.dropped.append(candidate)
+            elif len(self.chosen[candidate.process]) < self.groups_per_process:
+                self.chosen[candidate.process].append(candidate)
+            else:
+                self.surplus.append(candidate)
+
+    def finish(self) -> None:
+        """Fill the remaining slots with the best dropped groups of the same process (recorded in `fallback`)."""
+        for process, chosen in enumerate(self.chosen):
+            best_dropped = sorted((c for c in self.dropped if c.process == process), key=lambda c: -c.p)
+            for candidate in best_dropped[: self.groups_per_process - len(chosen)]:
+                chosen.append(candidate)
+                self.fallback.append(candidate)
+
+
+def plan_refill(missing: Sequence[int], bank_rows: int) -> tuple[int, list[int]]:
+    """Split one refill round across processes.
+
+    Every process must generate the same number of groups (generation is a collective call), so each generates
+    `max(missing)` groups; a process short of `m` groups gets up to `m` bank prompts (they come first, so they are
+    offered to the batch first) and dataset prompts for the rest.
+
+    Args:
+        missing (`Sequence[int]`):
+            Groups still missing per process.
+        bank_rows (`int`):
+            Bank prompts available this round.
+
+    Returns:
+        `tuple[int, list[int]]`: groups per process this round, and how many of them are bank prompts, per process.
+    """
+    from_bank = []
+    for need in missing:
+        from_bank.append(min(need, bank_rows))
+        bank_rows -= from_bank[-1]
+    return max(missing), from_bank
