@@ -5,7 +5,15 @@ import statistics
 
 import pytest
 
-from trl_vcrl.curriculum import BatchSelection, Candidate, KappaSchedule, ReplayBank, group_scores, normalized_variance, plan_refill
+from trl_vcrl.curriculum import (
+    BatchSelection,
+    Candidate,
+    KappaSchedule,
+    ReplayBank,
+    group_scores,
+    normalized_variance,
+    plan_refill,
+)
 
 
 def brute_force_p(rewards, low=0.0, high=1.0):
@@ -28,7 +36,15 @@ def test_binary_p_matches_brute_force_for_every_k(n):
 
 def test_paper_example_g8():
     assert [normalized_variance([1.0] * k + [0.0] * (8 - k)) for k in range(9)] == [
-        0, 0.4375, 0.75, 0.9375, 1, 0.9375, 0.75, 0.4375, 0
+        0,
+        0.4375,
+        0.75,
+        0.9375,
+        1,
+        0.9375,
+        0.75,
+        0.4375,
+        0,
     ]
 
 
@@ -36,7 +52,9 @@ def test_general_rewards_use_declared_range():
     rewards = [0.2, 0.5, 0.9, -1.0, 2.0]
     assert normalized_variance(rewards, (-1.0, 2.0)) == pytest.approx(brute_force_p(rewards, -1.0, 2.0))
     # scaling rewards and range together leaves p unchanged
-    assert normalized_variance([0.1, 0.4, 0.3, 0.9], (0, 1)) == pytest.approx(normalized_variance([1, 4, 3, 9], (0, 10)))
+    assert normalized_variance([0.1, 0.4, 0.3, 0.9], (0, 1)) == pytest.approx(
+        normalized_variance([1, 4, 3, 9], (0, 10))
+    )
     # binary rewards on a non-unit range still count exactly
     assert normalized_variance([-1.0, 2.0, 2.0, -1.0], (-1.0, 2.0)) == 1.0
     # constant non-binary group is exactly 0

@@ -80,7 +80,9 @@ class VCRLConfig(GRPOConfig):
     )
     replay_bank_size: int = field(
         default=1024,
-        metadata={"help": "Capacity of the replay bank in prompts; lowest priority evicted when full (not in the paper)."},
+        metadata={
+            "help": "Capacity of the replay bank in prompts; lowest priority evicted when full (not in the paper)."
+        },
     )
     replay_momentum: float = field(
         default=0.9,
@@ -99,23 +101,35 @@ class VCRLConfig(GRPOConfig):
     )
     dynamic_sampling: bool = field(
         default=True,
-        metadata={"help": "Drop groups with p < kappa and refill the batch (paper §3.1). Off with replay off is GRPO."},
+        metadata={
+            "help": "Drop groups with p < kappa and refill the batch (paper §3.1). Off with replay off is GRPO."
+        },
     )
     replay: bool = field(
         default=True,
-        metadata={"help": "Refill from the replay bank before new dataset prompts (paper §3.2). Needs dynamic_sampling."},
+        metadata={
+            "help": "Refill from the replay bank before new dataset prompts (paper §3.2). Needs dynamic_sampling."
+        },
     )
 
     def __post_init__(self):
         super().__post_init__()
         if self.kappa_schedule is not None:
-            overridden = [f.name for f in fields(VCRLConfig) if f.name in _WARMUP_FIELDS and getattr(self, f.name) != f.default]
+            overridden = [
+                f.name for f in fields(VCRLConfig) if f.name in _WARMUP_FIELDS and getattr(self, f.name) != f.default
+            ]
             if overridden:
                 raise ValueError(
                     f"kappa_schedule={self.kappa_schedule} replaces {', '.join(_WARMUP_FIELDS)}; do not also set "
                     f"{', '.join(overridden)}."
                 )
-        self.threshold_schedule()  # validates kappa values and steps
+        else:
+            for name in ("kappa", "kappa_warmup"):
+                if not 0.0 <= getattr(self, name) <= 1.0:
+                    raise ValueError(f"{name} must lie in [0, 1] (p is normalised), got {getattr(self, name)}.")
+            if self.kappa_warmup_steps < 0:
+                raise ValueError(f"kappa_warmup_steps must be >= 0, got {self.kappa_warmup_steps}.")
+        self.threshold_schedule()  # validates kappa_schedule's pieces
         if len(self.reward_range) != 2 or not all(math.isfinite(x) for x in self.reward_range):
             raise ValueError(f"reward_range must be two finite numbers [low, high], got {self.reward_range}.")
         if self.reward_range[0] >= self.reward_range[1]:
@@ -127,11 +141,6 @@ class VCRLConfig(GRPOConfig):
             raise ValueError(f"replay_limit must be >= 1, got {self.replay_limit}.")
         if not 0.0 <= self.replay_momentum <= 1.0:
             raise ValueError(f"replay_momentum must lie in [0, 1], got {self.replay_momentum}.")
-        if self.num_generations < 2:
-            raise ValueError(
-                f"num_generations must be >= 2 for VCRL (a group of one completion has no variance), got "
-                f"{self.num_generations}."
-            )
         rows_per_process = self.per_device_train_batch_size * self.steps_per_generation
         if rows_per_process % self.num_generations:
             raise ValueError(

@@ -10,8 +10,9 @@ import hashlib
 import json
 import math
 import random
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Collection, Sequence
+from typing import Any
 
 
 def normalized_variance(rewards: Sequence[float], reward_range: tuple[float, float] = (0.0, 1.0)) -> float:
@@ -49,7 +50,9 @@ def normalized_variance(rewards: Sequence[float], reward_range: tuple[float, flo
     return min(variance / max_variance, 1.0)  # min() only absorbs float rounding above 1
 
 
-def group_scores(rewards: Sequence[float], group_size: int, reward_range: tuple[float, float] = (0.0, 1.0)) -> list[float]:
+def group_scores(
+    rewards: Sequence[float], group_size: int, reward_range: tuple[float, float] = (0.0, 1.0)
+) -> list[float]:
     """`normalized_variance` of each run of `group_size` consecutive rewards."""
     if len(rewards) % group_size:
         raise ValueError(f"{len(rewards)} rewards do not split into groups of {group_size}.")
@@ -93,7 +96,7 @@ class KappaSchedule:
                 step, kappa = piece.split(":")
                 parsed.append((int(step), float(kappa)))
             except ValueError:
-                raise ValueError(f"kappa schedule piece {piece!r} is not of the form 'step:kappa' (e.g. '20:0.8').")
+                raise ValueError(f"kappa schedule piece {piece!r} is not of the form 'step:kappa' (e.g. '20:0.8').") from None
         return cls(tuple(parsed))
 
     def __call__(self, step: int) -> float:
@@ -212,7 +215,10 @@ class ReplayBank:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.entries = {key: BankEntry(row, priority, replays, tiebreak) for key, row, priority, replays, tiebreak in state["entries"]}
+        self.entries = {
+            key: BankEntry(row, priority, replays, tiebreak)
+            for key, row, priority, replays, tiebreak in state["entries"]
+        }
         version, internal, gauss = state["rng_state"]
         self._rng.setstate((version, tuple(internal), gauss))
 

@@ -62,7 +62,9 @@ def grpo_advantages(
             advantages = advantages / (std + 1e-4)
     else:  # normalize_then_sum
         grouped = rewards_per_func.view(-1, num_generations, rewards_per_func.size(1))
-        normalized = (grouped - torch.nanmean(grouped, dim=1, keepdim=True)) / (nanstd(grouped, dim=1, keepdim=True) + 1e-4)
+        normalized = (grouped - torch.nanmean(grouped, dim=1, keepdim=True)) / (
+            nanstd(grouped, dim=1, keepdim=True) + 1e-4
+        )
         rewards = (normalized.view(-1, rewards_per_func.size(1)) * weights).nansum(dim=1)
         rewards[unscorable] = torch.nan
         advantages = (rewards - torch.nanmean(rewards)) / (nanstd(rewards) + 1e-4)
@@ -75,7 +77,12 @@ def merge_rows(pieces: Sequence[dict[str, torch.Tensor]], pad_token_id: int, pad
     Prompts are left-padded and completions right-padded as in TRL; columns that are padding in every row are
     trimmed so the merged batch is as wide as TRL would make it for the same rows.
     """
-    pad_values = {"prompt_ids": pad_token_id, "completion_ids": pad_token_id, "importance_sampling_ratio": 1.0, "tool_mask": 1}
+    pad_values = {
+        "prompt_ids": pad_token_id,
+        "completion_ids": pad_token_id,
+        "importance_sampling_ratio": 1.0,
+        "tool_mask": 1,
+    }
     prompt_width = max(int(p["prompt_mask"].sum(dim=1).max()) for p in pieces)
     completion_width = max(_content_width(p["completion_mask"]) for p in pieces)
     if pad_to_multiple_of:
@@ -89,7 +96,9 @@ def merge_rows(pieces: Sequence[dict[str, torch.Tensor]], pad_token_id: int, pad
             if pieces[0][key].size(1) == 1 and key == "importance_sampling_ratio":  # sequence-level ratio, (B, 1)
                 merged[key] = torch.cat([p[key] for p in pieces])
             else:
-                merged[key] = torch.cat([_fit(p[key], completion_width, pad_values.get(key, 0), left=False) for p in pieces])
+                merged[key] = torch.cat(
+                    [_fit(p[key], completion_width, pad_values.get(key, 0), left=False) for p in pieces]
+                )
         elif key not in ("advantages", "num_items_in_batch"):
             raise NotImplementedError(
                 f"VCRL cannot merge the batch key {key!r} (multimodal inputs are not supported with dynamic sampling); "
@@ -156,7 +165,9 @@ class VCRLTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args, *pos_args, **kwargs)
         if args.dynamic_sampling:
             if self._is_vlm:
-                raise NotImplementedError("VCRL dynamic sampling supports text-only models; set dynamic_sampling=False.")
+                raise NotImplementedError(
+                    "VCRL dynamic sampling supports text-only models; set dynamic_sampling=False."
+                )
             if isinstance(self.train_dataset, IterableDataset) and args.max_refill_rounds > 0:
                 raise ValueError(
                     f"max_refill_rounds={args.max_refill_rounds} draws extra prompts at random, which needs a map-style "
@@ -197,12 +208,18 @@ class VCRLTrainer(GRPOTrainer):
             output = super(VCRLTrainer, self)._generate_and_score_completions(
                 [dict(row) for _, row, _ in local for _ in range(G)]  # whole groups, as TRL's RepeatSampler gives
             )
-            scores = group_scores(self._combined_rewards(self._round_rewards).tolist(), G, tuple(self.args.reward_range))
+            scores = group_scores(
+                self._combined_rewards(self._round_rewards).tolist(), G, tuple(self.args.reward_range)
+            )
             candidates = [
-                Candidate(process=g // per_process, round=len(rounds), index=g % per_process, p=p, source=source, key=key)
+                Candidate(
+                    process=g // per_process, round=len(rounds), index=g % per_process, p=p, source=source, key=key
+                )
                 for g, (p, (key, _, source)) in enumerate(zip(scores, global_groups))
             ]
-            rounds.append(_Round(output, self._round_rewards, per_process, candidates, [row for _, row, _ in global_groups]))
+            rounds.append(
+                _Round(output, self._round_rewards, per_process, candidates, [row for _, row, _ in global_groups])
+            )
             selection.offer(candidates)
             return candidates
 
@@ -222,8 +239,9 @@ class VCRLTrainer(GRPOTrainer):
                     if slot < from_bank:
                         global_groups.append((*next(taken), "bank"))
                     else:
-                        row = self.train_dataset[self._refill_rng.randrange(len(self.train_dataset))]
-                        global_groups.append((prompt_key(row), row, "refill"))
+                        key, row = self._draw_refill_row(exclude=seen)
+                        seen.add(key)
+                        global_groups.append((key, row, "refill"))
             generate(global_groups)
             refill_rounds += 1
         selection.finish()
@@ -250,6 +268,18 @@ class VCRLTrainer(GRPOTrainer):
         batch, advantages = self._assemble(rounds, selection)
         self._log_curriculum(kappa, first, selection, rounds, refill_rounds, advantages)
         return batch
+
+    def _draw_refill_row(self, exclude: set[str], attempts: int = 16) -> tuple[str, dict]:
+        """A random dataset row whose prompt was not generated in this step (a repeat would only duplicate a group).
+
+        Gives up avoiding repeats after `attempts` draws, so a dataset smaller than a batch still works.
+        """
+        for _ in range(attempts):
+            row = self.train_dataset[self._refill_rng.randrange(len(self.train_dataset))]
+            key = prompt_key(row)
+            if key not in exclude:
+                break
+        return key, row
 
     def _combined_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
         """The weighted-sum reward TRL builds advantages from, checked against `reward_range` (NaN if unscorable)."""
@@ -278,7 +308,9 @@ class VCRLTrainer(GRPOTrainer):
             start = (c.process * rounds[c.round].per_process + c.index) * G
             return slice(start, start + G)
 
-        trained_rewards = torch.cat([rounds[c.round].rewards[global_rows(c)] for chosen in selection.chosen for c in chosen])
+        trained_rewards = torch.cat(
+            [rounds[c.round].rewards[global_rows(c)] for chosen in selection.chosen for c in chosen]
+        )
         advantages = grpo_advantages(
             trained_rewards, self.reward_weights, G, self.scale_rewards, self.multi_objective_aggregation
         )
@@ -292,7 +324,9 @@ class VCRLTrainer(GRPOTrainer):
         for c in selection.chosen[rank]:
             output = rounds[c.round].output
             local_rows = slice(c.index * G, (c.index + 1) * G)
-            pieces.append({k: v[local_rows] for k, v in output.items() if k not in ("num_items_in_batch", "advantages")})
+            pieces.append(
+                {k: v[local_rows] for k, v in output.items() if k not in ("num_items_in_batch", "advantages")}
+            )
         batch = merge_rows(pieces, self._tokenizer.pad_token_id, self.pad_to_multiple_of)
         rows = selection.groups_per_process * G
         batch["advantages"] = advantages[rank * rows : (rank + 1) * rows]
@@ -325,7 +359,9 @@ class VCRLTrainer(GRPOTrainer):
     def _save_checkpoint(self, model, trial):
         # Written before super(): it pushes the checkpoint to the Hub when push_to_hub is on.
         if self.args.should_save:
-            checkpoint_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            checkpoint_dir = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
             os.makedirs(checkpoint_dir, exist_ok=True)
             with open(os.path.join(checkpoint_dir, STATE_FILE), "w") as f:
                 json.dump(self.curriculum_state_dict(), f)
