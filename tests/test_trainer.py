@@ -7,6 +7,7 @@ the loss really sees, not the trainer's own metrics.
 
 import json
 import math
+import os
 import re
 import warnings
 from collections import defaultdict
@@ -443,3 +444,27 @@ def test_vllm_server_importance_sampling_branch(model, tokenizer, base_args, mod
         if mode == "token_truncate":  # padding positions carry the neutral ratio
             assert torch.all(ratio[~batch["completion_mask"].bool()] == 1.0)
     assert all(math.isfinite(loss) for loss in logged(trainer, "loss"))
+
+
+def test_model_card_names_vcrl_and_its_statistics(model, tokenizer, base_args):
+    trainer = make_trainer(model, tokenizer, base_args, kappa_schedule=["0:0.5"], max_refill_rounds=2)
+    trainer.train()
+    trainer.create_model_card(model_name="tiny-vcrl", dataset_name="toy")
+    with open(f"{base_args['output_dir']}/README.md") as f:
+        card = f.read()
+    assert "- vcrl" in card and "jiang2025vcrl" in card and "2509.19803" in card
+    assert "## VCRL curriculum" in card and "| replay_limit | `2` |" in card
+    assert "| kappa schedule (step, kappa) | `((0, 0.5),)` |" in card
+    kept = logged(trainer, "vcrl/kept_fraction")
+    assert f"| mean kept fraction | {sum(kept) / len(kept):.4g} |" in card
+    assert card.index("## VCRL curriculum") < card.index("### Framework versions")
+
+
+def test_checkpoint_state_is_written_before_the_hub_push(model, tokenizer, base_args):
+    """HF Trainer pushes each checkpoint from inside `_save_checkpoint`; the VCRL state must already be there."""
+    trainer = make_trainer(model, tokenizer, base_args, max_steps=2, save_strategy="steps", save_steps=1)
+    pushed = []
+    trainer.args.push_to_hub = True  # set after init: init would create the Hub repository
+    trainer._push_from_checkpoint = lambda folder: pushed.append(sorted(os.listdir(folder)))
+    trainer.train()
+    assert len(pushed) == 2 and all(STATE_FILE in files and "model.safetensors" in files for files in pushed)

@@ -378,6 +378,20 @@ class VCRLTrainer(GRPOTrainer):
         with open(path) as f:
             self.load_curriculum_state_dict(json.load(f))
 
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """TRL's model card (VCRL tags and citation) plus a section with the VCRL settings and curriculum statistics."""
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        path = os.path.join(self.args.output_dir, "README.md")
+        with open(path) as f:
+            card = f.read()
+        section = _model_card_section(self.args, curriculum_summary(self.state.log_history))
+        anchor = card.find("### Framework versions")
+        card = card[:anchor] + section + card[anchor:] if anchor >= 0 else card + section
+        with open(path, "w") as f:
+            f.write(card)
+
     def curriculum_state_dict(self) -> dict:
         """Everything VCRL needs to resume exactly: bank, refill sampler state, schedule position."""
         version, internal, gauss = self._refill_rng.getstate()
@@ -413,3 +427,51 @@ def _vcrl_settings(args: VCRLConfig) -> str:
         f"replay_bank_size={args.replay_bank_size}, replay_limit={args.replay_limit}, "
         f"max_refill_rounds={args.max_refill_rounds}"
     )
+
+
+def curriculum_summary(log_history: list[dict]) -> dict[str, float]:
+    """Run-level curriculum statistics from a trainer's log history (per logging step averages, as TRL logs them).
+
+    Returns an empty dict for a run without VCRL metrics (e.g. both switches off).
+    """
+    steps = [entry for entry in log_history if "vcrl/kappa" in entry]
+    if not steps:
+        return {}
+
+    def mean(name):
+        return sum(entry[name] for entry in steps) / len(steps)
+
+    return {
+        "logged steps": len(steps),
+        "final kappa": steps[-1]["vcrl/kappa"],
+        "mean p of first-pass groups": mean("vcrl/p_mean"),
+        "mean kept fraction": mean("vcrl/kept_fraction"),
+        "mean groups from bank per step": mean("vcrl/groups_from_bank"),
+        "mean groups from refill per step": mean("vcrl/groups_from_refill"),
+        "mean groups from fallback per step": mean("vcrl/groups_from_fallback"),
+        "mean rollouts per trained group": mean("vcrl/rollouts_per_trained_group"),
+        "mean non-zero-advantage fraction": mean("vcrl/nonzero_advantage_fraction"),
+        "final bank size": steps[-1]["vcrl/bank_size"],
+    }
+
+
+def _model_card_section(args: VCRLConfig, summary: dict[str, float]) -> str:
+    settings = {
+        "kappa schedule (step, kappa)": args.threshold_schedule().pieces,
+        "reward_range": args.reward_range,
+        "dynamic_sampling": args.dynamic_sampling,
+        "replay": args.replay,
+        "replay_bank_size": args.replay_bank_size,
+        "replay_momentum": args.replay_momentum,
+        "replay_limit": args.replay_limit,
+        "max_refill_rounds": args.max_refill_rounds,
+        "num_generations": args.num_generations,
+    }
+    lines = ["## VCRL curriculum", "", "Trained with the `VCRLTrainer` of trl-vcrl "
+             "([VCRL, arXiv 2509.19803](https://huggingface.co/papers/2509.19803)).", "", "| setting | value |",
+             "|---|---|"]  # fmt: skip
+    lines += [f"| {name} | `{value}` |" for name, value in settings.items()]
+    if summary:
+        lines += ["", "| curriculum statistic | value |", "|---|---|"]
+        lines += [f"| {name} | {value:.4g} |" for name, value in summary.items()]
+    return "\n".join(lines) + "\n\n"
