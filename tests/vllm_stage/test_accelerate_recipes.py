@@ -1,11 +1,10 @@
-"""The accelerate recipes in recipes/accelerate: both parsed and validated by accelerate; fsdp2.yaml run for real.
+"""The accelerate recipes in recipes/accelerate, validated by accelerate and run with VCRL on 2 CPU processes (gloo).
 
-* fsdp2.yaml runs VCRL under `accelerate launch` on 2 CPU processes (gloo), one real vLLM colocate engine per rank.
-  accelerate 1.16 turns the FSDP setting on only for accelerator devices (state.py: FSDP is chosen for MULTI_GPU,
-  MULTI_NPU, ... but not MULTI_CPU), so on CPU this runs as DDP: asserted below, so that the day accelerate shards on
-  CPU this test says so. FSDP2 sharding and its weight-gathering sync path are a GPU check.
-* zero3.yaml cannot run here: accelerate selects DeepSpeed only off-CPU, and DeepSpeed ZeRO-3 needs an accelerator
-  (CUDA) for its partitioned parameters. It is parsed and validated only; running it is a GPU check.
+* zero3.yaml runs as real DeepSpeed ZeRO-3 on CPU (DeepSpeed falls back to its CPU accelerator and gloo), here in
+  server mode: every rank takes part in the parameter gathers of each weight sync, rank 0 alone pushes.
+* fsdp2.yaml runs in colocate mode, one real engine per rank. accelerate 1.16 enables FSDP only on accelerator
+  devices (state.py: MULTI_GPU, MULTI_NPU, ... not MULTI_CPU), so on CPU it trains as DDP: asserted, so that the day
+  accelerate shards on CPU this test says so. FSDP2 sharding and TRL's FSDP2 weight-gathering sync are a GPU check.
 """
 
 import json
@@ -31,20 +30,27 @@ def test_recipe_is_valid_accelerate_config(name, kind):
         assert args.use_deepspeed and int(args.zero_stage) == 3
 
 
-def test_fsdp2_recipe_on_two_cpu_processes(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize(
+    "name, mode, distributed_type",
+    [("zero3.yaml", "server", "DistributedType.DEEPSPEED"), ("fsdp2.yaml", "colocate", "DistributedType.MULTI_CPU")],
+)
+def test_recipe_on_two_cpu_processes(name, mode, distributed_type, tiny_model_dir, tmp_path, request):
     steps = 3
     command = [
-        python_bin("accelerate"), "launch", "--config_file", str(RECIPES / "fsdp2.yaml"), "--num_processes", "2",
+        python_bin("accelerate"), "launch", "--config_file", str(RECIPES / name), "--num_processes", "2",
         "--mixed_precision", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(find_free_port()),
         str(HERE / "multi_rank_worker.py"), "--model", tiny_model_dir, "--out", str(tmp_path), "--steps", str(steps),
     ]  # fmt: skip
+    if mode == "server":
+        command += ["--base-url", request.getfixturevalue("live_server").base_url]
     rc, log = run_with_deadline(command, timeout=420, log_path=tmp_path / "launch.log")
     assert rc != 124, f"accelerate launch hung (killed after 420 s):\n{log[-4000:]}"
     assert rc == 0, f"accelerate launch failed with {rc}:\n{log[-4000:]}"
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for run in ranks:
         assert run["world_size"] == 2 and run["global_step"] == steps
-        assert run["distributed_type"] == "DistributedType.MULTI_CPU", "FSDP on CPU works now: assert FSDP here"
+        assert run["distributed_type"] == distributed_type
+        assert run["zero_stage"] == (3 if name == "zero3.yaml" else None)
         check_vcrl_run(run, steps=steps, rows=16)
     assert ranks[0]["vcrl_logs"] == ranks[1]["vcrl_logs"]
     assert ranks[0]["curriculum_state"] == ranks[1]["curriculum_state"]

@@ -23,7 +23,9 @@ def test_vcrl_colocate(lora, is_mode, tiny_model_dir, tmp_path):
     if lora:  # TRL merges the adapter, pushes the merged weights, unmerges: once per step
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM"
+        )
     args = vcrl_config(str(tmp_path), max_steps=STEPS, vllm_importance_sampling_mode=is_mode,
                        learning_rate=5e-2 if lora else 1e-2)  # fmt: skip
     trainer = build_trainer(tiny_model_dir, args, peft_config=peft_config)

@@ -95,11 +95,9 @@ def make_dataset(n: int, pattern: tuple[str, ...] = ("var", "const")):
     """
     from datasets import Dataset
 
-    rows = [
-        {"prompt": [{"role": "user", "content": f"[{kind}] What is {i} + {i % 7}?"}], "kind": kind}
-        for i, kind in ((i, pattern[i % len(pattern)]) for i in range(n))
-    ]
-    return Dataset.from_list(rows)
+    kinds = [pattern[i % len(pattern)] for i in range(n)]
+    prompts = [[{"role": "user", "content": f"[{kind}] What is {i} + {i % 7}?"}] for i, kind in enumerate(kinds)]
+    return Dataset.from_dict({"prompt": prompts, "kind": kinds})
 
 
 def parity_reward(completions, completion_ids, kind, **kwargs):
@@ -265,13 +263,13 @@ class Recorder:
         if len(record["is_keys"]) == len(keys):
             old, sampling, got = (inputs[k].detach().float() for k in keys)
             diff = torch.nan_to_num((old - sampling) * mask, nan=0.0)
-            mode = self.trainer.args.vllm_importance_sampling_mode
-            low, high = self.trainer.args.vllm_importance_sampling_clip_min, self.trainer.args.vllm_importance_sampling_clip_max
-            sequence_level = mode.startswith("sequence")
+            args = self.trainer.args
+            low, high = args.vllm_importance_sampling_clip_min, args.vllm_importance_sampling_clip_max
+            sequence_level = args.vllm_importance_sampling_mode.startswith("sequence")
             if sequence_level:
                 diff = diff.sum(-1, keepdim=True)
             ratio = torch.exp(diff)  # TRL's formulas (grpo_trainer.py), recomputed from the row's own logprobs
-            if mode.endswith("truncate"):
+            if args.vllm_importance_sampling_mode.endswith("truncate"):
                 ratio = ratio.clamp(min=low, max=high)
             else:
                 low, high = -math.inf if low is None else low, math.inf if high is None else high
