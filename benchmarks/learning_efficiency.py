@@ -126,7 +126,11 @@ class RolloutBudget(TrainerCallback):
             return
         # GRPO generates one group per trained group; VCRL logs its own ratio, refill rounds included.
         self.rollouts += round(logs.get("vcrl/rollouts_per_trained_group", 1.0) * self.rows_per_step)
-        self.steps.append({key: logs.get(key) for key in ("reward", "frac_reward_zero_std", "vcrl/kappa")})
+        record = {key: logs.get(key) for key in ("reward", "frac_reward_zero_std", "vcrl/kappa", "step_time")}
+        # Trained groups with a non-zero advantage: VCRL logs it; GRPO trains on its first pass, all of it.
+        record["nonzero_advantage"] = logs.get("vcrl/nonzero_advantage_fraction", 1 - logs["frac_reward_zero_std"])
+        record["rollouts_per_trained_group"] = logs.get("vcrl/rollouts_per_trained_group", 1.0)
+        self.steps.append(record)
         if self.rollouts >= self.next_eval or self.rollouts >= self.budget:
             self.evaluate(model)
         if self.rollouts >= self.budget:
@@ -245,6 +249,13 @@ def main() -> None:
             "seeds_reaching_target": sum(x is not None for x in reached),
             "optimizer_steps": statistics.fmean(r["optimizer_steps"] for r in results),
             "first_pass_zero_variance_fraction": statistics.fmean(zero_std),
+            "trained_nonzero_advantage_fraction": statistics.fmean(
+                s["nonzero_advantage"] for r in results for s in r["steps"]
+            ),
+            "rollouts_per_trained_group": statistics.fmean(
+                s["rollouts_per_trained_group"] for r in results for s in r["steps"]
+            ),
+            "seconds_per_step": statistics.fmean(s["step_time"] for r in results for s in r["steps"]),
             "seconds_per_run": statistics.fmean(r["seconds"] for r in results),
         }
     result = {
@@ -317,6 +328,18 @@ def markdown(result: dict) -> str:
             f"| {method} | {accuracy:.3f} ± {half:.3f} | {levels} | {reach} | {steps} | "
             f"{m['seeds_reaching_target']}/{s['seeds']} | {m['optimizer_steps']:.0f} | "
             f"{m['first_pass_zero_variance_fraction']:.0%} | {m['seconds_per_run']:.0f} |"
+        )
+    lines += [
+        "",
+        "Rollout efficiency (same runs, mean over all steps and seeds):",
+        "",
+        "| method | trained groups with non-zero advantage | rollouts per trained group | s / optimizer step |",
+        "|---|---|---|---|",
+    ]
+    for method, m in result["summary"].items():
+        lines.append(
+            f"| {method} | {m['trained_nonzero_advantage_fraction']:.0%} | {m['rollouts_per_trained_group']:.2f} | "
+            f"{m['seconds_per_step']:.3f} |"
         )
     lines += ["", "![accuracy vs rollouts](learning_efficiency.png)", ""]
     return "\n".join(lines)
