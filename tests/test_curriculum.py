@@ -1,6 +1,8 @@
 """Unit tests of the TRL-free curriculum pieces: scores, schedule, replay bank, batch selection."""
 
+import json
 import math
+import random
 import statistics
 
 import pytest
@@ -149,13 +151,82 @@ def test_bank_determinism_and_state_round_trip():
     assert run(first) == run(second)
     assert run(ReplayBank(capacity=8, seed=3)) != run(ReplayBank(capacity=8, seed=4))  # ties broken by the seed
     restored = ReplayBank(capacity=8, seed=99)
-    import json
-
     restored.load_state_dict(json.loads(json.dumps(first.state_dict())))
     assert restored.state_dict() == first.state_dict()
     first.add("new", row(100), 0.5)
     restored.add("new", row(100), 0.5)  # same generator state: same tie-break draw
     assert restored.state_dict() == first.state_dict()
+
+
+class LinearScanBank:
+    """Reference model of ReplayBank's rules: the obvious linear scans over a dict, ordered by (priority, tiebreak, key)."""
+
+    def __init__(self, capacity, momentum, replay_limit, tiebreaks):
+        self.capacity, self.momentum, self.replay_limit, self.tiebreaks = capacity, momentum, replay_limit, tiebreaks
+        self.entries = {}  # key -> [priority, replays, tiebreak]
+
+    def add(self, key, p):
+        if key in self.entries:
+            return self.update(key, p)
+        self.entries[key] = [p, 0, self.tiebreaks(key)]
+        if len(self.entries) > self.capacity:
+            del self.entries[min(self.entries, key=lambda k: (self.entries[k][0], self.entries[k][2], k))]
+
+    def update(self, key, p):
+        if key in self.entries:
+            self.entries[key][0] = self.momentum * self.entries[key][0] + (1 - self.momentum) * p
+
+    def take(self, n, exclude):
+        order = sorted(
+            (k for k in self.entries if k not in exclude), key=lambda k: (-self.entries[k][0], -self.entries[k][2], k)
+        )
+        for key in order[:n]:
+            self.entries[key][1] += 1
+            if self.entries[key][1] >= self.replay_limit:
+                del self.entries[key]
+        return order[:n]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bank_heaps_match_linear_scan_reference(seed):
+    """2000 random add/update/take calls (few distinct priorities, so ties are common; a state round trip halfway):
+    the heap-based bank takes and evicts exactly what the linear-scan rules say, and its heaps stay bounded."""
+    rng = random.Random(seed)
+    bank = ReplayBank(
+        capacity=rng.choice([1, 5, 40]),
+        momentum=rng.choice([0.0, 0.5, 0.9]),
+        replay_limit=rng.choice([1, 2, 3]),
+        seed=seed,
+    )
+    reference = LinearScanBank(bank.capacity, bank.momentum, bank.replay_limit, lambda key: bank.entries[key].tiebreak)
+    priorities = [0.0, 0.25, 0.5, 1.0]
+    for step in range(2000):
+        if step == 1000:
+            restored = ReplayBank(capacity=bank.capacity, momentum=bank.momentum, replay_limit=bank.replay_limit)
+            restored.load_state_dict(json.loads(json.dumps(bank.state_dict())))
+            bank = restored
+        key = f"k{rng.randrange(80)}"
+        action = rng.random()
+        if action < 0.5:
+            p = rng.choice(priorities)
+            held_before = key in bank
+            bank.add(key, row(0), p)
+            if held_before or key in bank:  # the reference reads the tie-break the bank drew
+                reference.add(key, p)
+            else:  # the new entry was itself the lowest and was evicted at once
+                assert key not in reference.entries and len(reference.entries) == bank.capacity
+                assert min((e[0], e[2]) for e in reference.entries.values()) >= (p, 0.0)
+        elif action < 0.8:
+            p = rng.choice(priorities)
+            bank.update(key, p)
+            reference.update(key, p)
+        else:
+            exclude = {f"k{rng.randrange(80)}" for _ in range(rng.randrange(4))}
+            n = rng.randrange(6)
+            assert bank.available(exclude) == sum(k not in exclude for k in reference.entries)
+            assert [k for k, _ in bank.take(n, exclude)] == reference.take(n, exclude)
+        assert {k: [e.priority, e.replays, e.tiebreak] for k, e in bank.entries.items()} == reference.entries
+        assert len(bank._lowest) + len(bank._highest) <= 4 * len(bank) + 64
 
 
 @pytest.mark.parametrize(

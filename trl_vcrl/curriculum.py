@@ -7,6 +7,7 @@ Everything here is plain Python so it can be read in one sitting and unit-tested
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
 import random
@@ -96,7 +97,9 @@ class KappaSchedule:
                 step, kappa = piece.split(":")
                 parsed.append((int(step), float(kappa)))
             except ValueError:
-                raise ValueError(f"kappa schedule piece {piece!r} is not of the form 'step:kappa' (e.g. '20:0.8').") from None
+                raise ValueError(
+                    f"kappa schedule piece {piece!r} is not of the form 'step:kappa' (e.g. '20:0.8')."
+                ) from None
         return cls(tuple(parsed))
 
     def __call__(self, step: int) -> float:
@@ -115,6 +118,9 @@ class BankEntry:
     priority: float
     replays: int = 0
     tiebreak: float = 0.0  # drawn at insertion, orders equal priorities reproducibly
+    stamp: int = field(
+        default=0, compare=False
+    )  # the entry's current heap items carry this stamp; older ones are stale
 
 
 @dataclass
@@ -123,8 +129,13 @@ class ReplayBank:
 
     Entries are taken highest priority first, at most `replay_limit` times each; when full, the lowest priority
     entry is evicted. Priorities follow `P <- momentum * P + (1 - momentum) * p` with `p` the prompt's latest
-    normalised variance (the paper leaves the update target undefined; this is our choice). Deterministic given
-    `seed`, so every process holding a bank fed the same calls holds the same bank.
+    normalised variance (the paper leaves the update target undefined; this is our choice). Order is by
+    `(priority, tiebreak, key)`, so it is deterministic given `seed`: every process holding a bank fed the same calls
+    holds the same bank, and a bank restored from `state_dict` behaves as the original.
+
+    Two heaps (lowest first for eviction, highest first for replay) make `add`, `update` and `take` logarithmic in
+    the bank size. They are lazy: an update pushes new items and the old ones, whose stamp no longer matches the
+    entry's, are skipped when they surface; the heaps are rebuilt when stale items outnumber live ones.
 
     Args:
         capacity (`int`):
@@ -151,6 +162,7 @@ class ReplayBank:
         if self.replay_limit < 1:
             raise ValueError(f"replay limit must be >= 1, got {self.replay_limit}.")
         self._rng = random.Random(self.seed)
+        self._rebuild_heaps()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -166,37 +178,51 @@ class ReplayBank:
         if self.capacity == 0:
             return
         self.entries[key] = BankEntry(row=row, priority=p, tiebreak=self._rng.random())
+        self._push(key)
         if len(self.entries) > self.capacity:
-            lowest = min(self.entries, key=lambda k: (self.entries[k].priority, self.entries[k].tiebreak))
-            del self.entries[lowest]
+            while True:  # the new entry itself is evicted when it is the lowest
+                _, _, lowest, stamp = heapq.heappop(self._lowest)
+                if self._is_current(lowest, stamp):
+                    del self.entries[lowest]
+                    break
+        self._drop_stale_items()
 
     def update(self, key: str, p: float) -> None:
         """Momentum-update the priority of a held prompt with its newly observed `p` (no-op if not held)."""
         if key in self.entries:
             entry = self.entries[key]
             entry.priority = self.momentum * entry.priority + (1.0 - self.momentum) * p
+            self._push(key)
+            self._drop_stale_items()
 
     def take(self, n: int, exclude: Collection[str] = ()) -> list[tuple[str, dict[str, Any]]]:
         """Count a replay of each of the `n` highest-priority prompts not in `exclude` and return `(key, row)` pairs.
 
         An entry leaves the bank at its `replay_limit`-th replay.
         """
-        order = sorted(
-            (k for k in self.entries if k not in exclude),
-            key=lambda k: (-self.entries[k].priority, -self.entries[k].tiebreak),
-        )
-        taken = []
-        for key in order[:n]:
-            entry = self.entries[key]
-            entry.replays += 1
-            taken.append((key, entry.row))
-            if entry.replays >= self.replay_limit:
-                del self.entries[key]
+        exclude = frozenset(exclude)
+        taken, put_back = [], []
+        while len(taken) < n and self._highest:
+            item = heapq.heappop(self._highest)
+            key, stamp = item[2], item[3]
+            if not self._is_current(key, stamp):
+                continue
+            if key not in exclude:
+                entry = self.entries[key]
+                entry.replays += 1
+                taken.append((key, entry.row))
+                if entry.replays >= self.replay_limit:
+                    del self.entries[key]
+                    continue
+            put_back.append(item)  # still held, priority unchanged: its item stays current
+        for item in put_back:
+            heapq.heappush(self._highest, item)
+        self._drop_stale_items()
         return taken
 
     def available(self, exclude: Collection[str] = ()) -> int:
         """Number of entries `take(..., exclude)` can return."""
-        return sum(k not in exclude for k in self.entries)
+        return len(self.entries) - sum(k in self.entries for k in frozenset(exclude))
 
     def stats(self) -> dict[str, float]:
         """Size, mean priority and mean replay count, for logging."""
@@ -221,6 +247,35 @@ class ReplayBank:
         }
         version, internal, gauss = state["rng_state"]
         self._rng.setstate((version, tuple(internal), gauss))
+        self._rebuild_heaps()
+
+    def _push(self, key: str) -> None:
+        """Give `key`'s entry a new stamp and push it onto both heaps (its older items become stale)."""
+        entry = self.entries[key]
+        self._stamp += 1
+        entry.stamp = self._stamp
+        heapq.heappush(self._lowest, (entry.priority, entry.tiebreak, key, entry.stamp))
+        heapq.heappush(self._highest, (-entry.priority, -entry.tiebreak, key, entry.stamp))
+
+    def _drop_stale_items(self) -> None:
+        """Rebuild the heaps once stale items outnumber current ones, so they stay O(bank size)."""
+        if len(self._lowest) + len(self._highest) > 4 * len(self.entries) + 64:
+            self._rebuild_heaps()
+
+    def _is_current(self, key: str, stamp: int) -> bool:
+        entry = self.entries.get(key)
+        return entry is not None and entry.stamp == stamp
+
+    def _rebuild_heaps(self) -> None:
+        """Heaps holding exactly one (current) item per entry."""
+        self._stamp = 0
+        for entry in self.entries.values():
+            self._stamp += 1
+            entry.stamp = self._stamp
+        self._lowest = [(e.priority, e.tiebreak, key, e.stamp) for key, e in self.entries.items()]
+        self._highest = [(-e.priority, -e.tiebreak, key, e.stamp) for key, e in self.entries.items()]
+        heapq.heapify(self._lowest)
+        heapq.heapify(self._highest)
 
 
 @dataclass
