@@ -46,6 +46,7 @@ def main(out_dir: str) -> None:
     trainer.train()
     with open(f"{out_dir}/rank{rank}.json", "w") as f:
         json.dump({"state": trainer.curriculum_state_dict(), "decisions": decisions, "loss_rows": loss_rows}, f)
+    trainer.accelerator.end_training()  # destroy the gloo group before exit, as `trl-vcrl train` does
 
 
 if __name__ == "__main__":

@@ -370,7 +370,10 @@ def main(argv=None) -> None:
     if argv[:1] == ["train"]:
         # Everything after `train` belongs to TrlParser: YAML via --config, then flags overriding it.
         script_args, training_args, model_args = make_train_parser().parse_args_and_config(args=argv[1:])
-        train(script_args, training_args, model_args)
+        trainer = train(script_args, training_args, model_args)
+        # Finish trackers and destroy the process group: under torchrun/accelerate, a gloo group left to interpreter
+        # shutdown can abort a rank at exit ("terminate called without an active exception").
+        trainer.accelerator.end_training()
         return
     parsed = make_parser().parse_args(argv)
     if parsed.command == "eval":

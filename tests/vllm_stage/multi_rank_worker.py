@@ -65,6 +65,7 @@ def main():
             "pushes": double.pushes if double else None,
         },
     )
+    trainer.accelerator.end_training()  # destroy the gloo group before exit, as `trl-vcrl train` does
 
 
 if __name__ == "__main__":
