@@ -118,9 +118,8 @@ class BankEntry:
     priority: float
     replays: int = 0
     tiebreak: float = 0.0  # drawn at insertion, orders equal priorities reproducibly
-    stamp: int = field(
-        default=0, compare=False
-    )  # the entry's current heap items carry this stamp; older ones are stale
+    # The entry's current heap items carry this stamp; items with an older one are stale.
+    stamp: int = field(default=0, compare=False)
 
 
 @dataclass
