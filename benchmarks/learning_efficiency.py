@@ -238,14 +238,15 @@ def main() -> None:
     for method, results in runs.items():
         reached = [cost_to_reach(r["curve"], target, "rollouts") for r in results]
         steps = [cost_to_reach(r["curve"], target, "step") for r in results]
+        reached_any = any(x is not None for x in reached)  # not any(reached): reaching it at 0 rollouts counts
         zero_std = [s["frac_reward_zero_std"] for r in results for s in r["steps"]]
         summary[method] = {
             "final_accuracy": mean_ci(final[method]),
             "final_accuracy_per_level": {
                 level: statistics.fmean(r["curve"][-1][level] for r in results) for level in initial if level != "all"
             },
-            "rollouts_to_target": mean_ci([x for x in reached if x is not None]) if any(reached) else None,
-            "steps_to_target": mean_ci([x for x in steps if x is not None]) if any(steps) else None,
+            "rollouts_to_target": mean_ci([x for x in reached if x is not None]) if reached_any else None,
+            "steps_to_target": mean_ci([x for x in steps if x is not None]) if reached_any else None,
             "seeds_reaching_target": sum(x is not None for x in reached),
             "optimizer_steps": statistics.fmean(r["optimizer_steps"] for r in results),
             "first_pass_zero_variance_fraction": statistics.fmean(zero_std),
