@@ -18,7 +18,7 @@ def make(tmp_path, **kwargs):
 
 def test_paper_defaults(tmp_path):
     config = make(tmp_path)
-    schedule = config.threshold_schedule()
+    schedule = config.get_kappa_schedule()
     assert [schedule(step) for step in (0, 19, 20, 500)] == [0.3, 0.3, 0.8, 0.8]
     assert (config.replay_momentum, config.replay_limit, config.reward_range) == (0.9, 2, [0.0, 1.0])
     assert config.dynamic_sampling and config.replay
@@ -32,7 +32,7 @@ def test_every_vcrl_field_has_help():
 
 
 def test_custom_schedule(tmp_path):
-    schedule = make(tmp_path, kappa_schedule=["0:0.1", "5:0.5", "10:0.9"]).threshold_schedule()
+    schedule = make(tmp_path, kappa_schedule=["0:0.1", "5:0.5", "10:0.9"]).get_kappa_schedule()
     assert [schedule(s) for s in (0, 4, 5, 9, 10, 99)] == [0.1, 0.1, 0.5, 0.5, 0.9, 0.9]
 
 
@@ -43,7 +43,7 @@ def test_custom_schedule(tmp_path):
         (dict(kappa=-0.1), "kappa must lie in [0, 1]"),
         (dict(kappa_warmup=1.5), "kappa_warmup must lie in [0, 1]"),
         (dict(kappa_warmup_steps=-1), "kappa_warmup_steps must be >= 0"),
-        (dict(kappa_schedule=["0:0.3", "20:1.5"]), "kappa must lie in [0, 1], got 1.5 at step 20"),
+        (dict(kappa_schedule=["0:0.3", "20:1.5"]), "kappa_schedule=['0:0.3', '20:1.5']: kappa must lie in [0, 1], got 1.5 at step 20"),
         (dict(kappa_schedule=["0:0.3", "20:0.8", "10:0.5"]), "strictly increasing"),
         (dict(kappa_schedule=["5:0.3"]), "must start at step 0"),
         (dict(kappa_schedule=["0-0.3"]), "not of the form 'step:kappa'"),
@@ -52,10 +52,11 @@ def test_custom_schedule(tmp_path):
         (dict(reward_range=[1.0, 1.0]), "is empty"),
         (dict(reward_range=[0.0, float("inf")]), "two finite numbers"),
         (dict(reward_range=[0.0]), "two finite numbers"),
-        (dict(replay_bank_size=-1), "replay_bank_size must be >= 0"),
+        (dict(replay_bank_size=-1), "replay_bank_size=-1, replay_momentum=0.9, replay_limit=2: replay bank capacity "
+         "must be >= 0"),
         (dict(max_refill_rounds=-2), "max_refill_rounds must be >= 0"),
-        (dict(replay_limit=0), "replay_limit must be >= 1"),
-        (dict(replay_momentum=1.5), "replay_momentum must lie in [0, 1]"),
+        (dict(replay_limit=0), "replay_limit=0: replay limit must be >= 1"),
+        (dict(replay_momentum=1.5), "replay_momentum=1.5, replay_limit=2: replay momentum must lie in [0, 1]"),
         (dict(num_generations=1, per_device_train_batch_size=4), "at least 2 generations"),  # GRPOConfig's check
         (dict(per_device_train_batch_size=6, num_generations=3, steps_per_generation=1), None),
         (dict(dynamic_sampling=False), "replay=True needs dynamic_sampling=True"),
@@ -113,4 +114,4 @@ def test_args_none_builds_default_config(model, tokenizer, tmp_path, monkeypatch
     model.config._name_or_path = "org/tiny-qwen2"
     trainer = VCRLTrainer(model, coin_reward, train_dataset=toy_dataset(), processing_class=tokenizer)
     assert built == ["tiny-qwen2-VCRL"]
-    assert trainer.threshold(0) == 0.3 and trainer.threshold(20) == 0.8 and trainer.args.num_generations == 8
+    assert trainer.kappa_schedule(0) == 0.3 and trainer.kappa_schedule(20) == 0.8 and trainer.args.num_generations == 8

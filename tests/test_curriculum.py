@@ -77,7 +77,7 @@ def test_group_scores_splits_consecutive_groups():
 
 
 def test_kappa_schedule():
-    schedule = KappaSchedule.from_warmup(kappa=0.8, warmup_kappa=0.3, warmup_steps=20)
+    schedule = KappaSchedule.from_warmup(kappa=0.8, kappa_warmup=0.3, kappa_warmup_steps=20)
     assert [schedule(s) for s in (0, 19, 20, 500)] == [0.3, 0.3, 0.8, 0.8]
     assert KappaSchedule.from_warmup(0.8, 0.3, 0)(0) == 0.8
     parsed = KappaSchedule.parse(["0:0.3", "20:0.5", "100:0.8"])

@@ -96,7 +96,7 @@ def test_paper_settings(name):
     assert script_args.dataset_name == "dapo-math-17k" and script_args.reward_funcs == ["accuracy"]
     assert training_args.max_steps == 500
     assert training_args.dynamic_sampling and training_args.replay
-    schedule = training_args.threshold_schedule()
+    schedule = training_args.get_kappa_schedule()
     assert [schedule(step) for step in (0, 19, 20, 499)] == [0.3, 0.3, 0.8, 0.8]
     assert (training_args.replay_momentum, training_args.replay_limit) == (0.9, 2)
     assert training_args.num_generations == 16 and training_args.learning_rate == 1e-6
@@ -126,7 +126,7 @@ def test_grpo_and_dapo_baselines_differ_from_vcrl_only_in_the_curriculum():
 def test_dapo_filter_keeps_exactly_groups_with_mixed_rewards():
     _, args, _ = parse(RECIPES_DIR / "qwen3_4b_base_dapo_filter.yaml")
     assert args.dynamic_sampling and not args.replay and args.max_refill_rounds > 0
-    schedule, G = args.threshold_schedule(), args.num_generations
+    schedule, G = args.get_kappa_schedule(), args.num_generations
     for step in (0, 20, 499):
         kept = [k for k in range(G + 1) if normalized_variance([1.0] * k + [0.0] * (G - k)) >= schedule(step)]
         assert kept == list(range(1, G))

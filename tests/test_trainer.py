@@ -19,6 +19,7 @@ from peft import LoraConfig
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_vcrl import VCRLConfig, VCRLTrainer, normalized_variance
+from trl_vcrl.tiny_model import build_tiny_model
 from trl_vcrl.trainer import STATE_FILE, grpo_advantages
 
 
@@ -274,6 +275,31 @@ def test_lora(model, tokenizer, base_args):
     assert sum(logged(trainer, "vcrl/refill_rounds")) > 0
 
 
+@pytest.mark.parametrize("gradient_checkpointing", [True, False])
+@pytest.mark.parametrize("use_peft", [False, True])
+@pytest.mark.parametrize("curriculum", [True, False], ids=["vcrl", "grpo"])
+def test_generation_leaves_one_input_grad_hook(tokenizer, base_args, gradient_checkpointing, use_peft, curriculum):
+    """Each generation call toggles gradient checkpointing; the input embeddings must not collect a hook per call.
+
+    One hook (gradients through checkpointed frozen embeddings) when checkpointing is on, none otherwise, after
+    many generation calls: VCRL with refill rounds and GRPO (both switches off), with and without LoRA.
+    """
+    peft_config = LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM") if use_peft else None
+    args = VCRLConfig(
+        **{**base_args, "max_steps": 6}, gradient_checkpointing=gradient_checkpointing,
+        dynamic_sampling=curriculum, replay=curriculum, kappa_schedule=["0:0.9"], max_refill_rounds=2,
+    )  # fmt: skip
+    trainer = VCRLTrainer(
+        build_tiny_model(tokenizer, seed=0), coin_reward, args=args, train_dataset=toy_dataset(size=96),
+        processing_class=tokenizer, peft_config=peft_config,
+    )  # fmt: skip
+    calls = Recorder(trainer).generated
+    trainer.train()
+    assert len(calls) == 6 and (not curriculum or sum(logged(trainer, "vcrl/refill_rounds")) > 0)
+    hooks = trainer.model.get_input_embeddings()._forward_hooks
+    assert len(hooks) == (1 if gradient_checkpointing else 0)
+
+
 def test_gradient_accumulation_with_steps_per_generation(model, tokenizer, base_args):
     """One VCRL generation batch feeds several micro-batches; generation (and the curriculum) runs once per step."""
     trainer = make_trainer(
@@ -305,9 +331,7 @@ def test_checkpoint_resume_restores_bank(model, tokenizer, base_args, tmp_path):
     full.train()
     with open(tmp_path / "full" / "checkpoint-2" / STATE_FILE) as f:
         saved = json.load(f)
-    assert saved["global_step"] == 2 and saved["kappa"] == 0.5 and saved["replay_bank"]["entries"]
-
-    from trl_vcrl.tiny_model import build_tiny_model
+    assert saved["rollout_step"] == 2 and saved["kappa"] == 0.5 and saved["replay_bank"]["entries"]
 
     resumed = make_trainer(
         build_tiny_model(tokenizer, seed=0), tokenizer, {**base_args, "output_dir": str(tmp_path / "resumed")},

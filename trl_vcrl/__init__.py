@@ -1,7 +1,8 @@
 """VCRL (Variance-based Curriculum Reinforcement Learning, arXiv 2509.19803) for Hugging Face TRL."""
 
 from .config import VCRLConfig
-from .curriculum import BatchSelection, KappaSchedule, ReplayBank, group_scores, normalized_variance, prompt_key
+from .curriculum import BatchSelection, KappaSchedule, ReplayBank, group_scores, normalized_variance
+from .rows import row_key
 from .data import (
     ARITHMETIC_LEVELS,
     EVAL_BENCHMARKS,
@@ -32,6 +33,6 @@ __all__ = [
     "load_dapo_math",
     "load_smollm2",
     "normalized_variance",
-    "prompt_key",
     "reasoning_gym_dataset",
+    "row_key",
 ]

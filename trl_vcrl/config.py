@@ -3,7 +3,7 @@ from dataclasses import dataclass, field, fields
 
 from trl import GRPOConfig
 
-from .curriculum import KappaSchedule
+from .curriculum import KappaSchedule, ReplayBank
 
 
 @dataclass
@@ -19,11 +19,13 @@ class VCRLConfig(GRPOConfig):
     kappa (`float`, *optional*, defaults to `0.8`):
         Threshold on the normalised group reward variance `p` after the warm-up: groups with `p < kappa` are dropped.
     kappa_warmup (`float`, *optional*, defaults to `0.3`):
-        Threshold during the first `kappa_warmup_steps` optimizer steps, low so the replay bank fills.
+        Threshold during the first `kappa_warmup_steps` rollout steps, low so the replay bank fills.
     kappa_warmup_steps (`int`, *optional*, defaults to `20`):
-        Number of optimizer steps that use `kappa_warmup`. `0` uses `kappa` from the start.
+        Number of rollout steps that use `kappa_warmup`. `0` uses `kappa` from the start. A rollout step is one
+        generation batch, the paper's training step; it equals an optimizer step unless `num_iterations > 1` or
+        `steps_per_generation > gradient_accumulation_steps`, which reuse one generation batch for several.
     kappa_schedule (`list[str]`, *optional*):
-        A general piecewise-constant schedule as `"step:kappa"` pieces, e.g. `["0:0.3", "20:0.5", "100:0.8"]`.
+        A general piecewise-constant schedule over rollout steps as `"step:kappa"` pieces, e.g. `["0:0.3", "20:0.5", "100:0.8"]`.
         Replaces `kappa`, `kappa_warmup` and `kappa_warmup_steps`, which must then keep their defaults.
     reward_range (`list[float]`, *optional*, defaults to `[0.0, 1.0]`):
         Bounds `[a, b]` of the combined (weighted-sum) reward; `p` is normalised by the largest variance rewards in
@@ -62,12 +64,15 @@ class VCRLConfig(GRPOConfig):
     )
     kappa_warmup_steps: int = field(
         default=20,
-        metadata={"help": "Optimizer steps using `kappa_warmup` (paper §4.1: 20). 0 uses `kappa` from the start."},
+        metadata={
+            "help": "Rollout steps (generation batches, the paper's steps) using `kappa_warmup` (paper §4.1: 20). 0 "
+            "uses `kappa` from the start."
+        },
     )
     kappa_schedule: list[str] | None = field(
         default=None,
         metadata={
-            "help": "General piecewise-constant threshold as 'step:kappa' pieces, e.g. 0:0.3 20:0.8 (ours; the "
+            "help": "General piecewise-constant threshold over rollout steps as 'step:kappa' pieces, e.g. 0:0.3 20:0.8 (ours; the "
             "paper uses two pieces). Replaces kappa, kappa_warmup and kappa_warmup_steps, which must keep their defaults."
         },
     )
@@ -123,24 +128,32 @@ class VCRLConfig(GRPOConfig):
                     f"kappa_schedule={self.kappa_schedule} replaces {', '.join(_WARMUP_FIELDS)}; do not also set "
                     f"{', '.join(overridden)}."
                 )
-        else:
-            for name in ("kappa", "kappa_warmup"):
-                if not 0.0 <= getattr(self, name) <= 1.0:
-                    raise ValueError(f"{name} must lie in [0, 1] (p is normalised), got {getattr(self, name)}.")
-            if self.kappa_warmup_steps < 0:
-                raise ValueError(f"kappa_warmup_steps must be >= 0, got {self.kappa_warmup_steps}.")
-        self.threshold_schedule()  # validates kappa_schedule's pieces
+        self.get_kappa_schedule()  # validates the kappa fields
+        try:
+            ReplayBank(self.replay_bank_size, self.replay_momentum, self.replay_limit)
+        except ValueError as error:
+            raise ValueError(
+                f"replay_bank_size={self.replay_bank_size}, replay_momentum={self.replay_momentum}, "
+                f"replay_limit={self.replay_limit}: {error}"
+            ) from None
         if len(self.reward_range) != 2 or not all(math.isfinite(x) for x in self.reward_range):
             raise ValueError(f"reward_range must be two finite numbers [low, high], got {self.reward_range}.")
         if self.reward_range[0] >= self.reward_range[1]:
             raise ValueError(f"reward_range={self.reward_range} is empty: low must be smaller than high.")
-        for name in ("replay_bank_size", "max_refill_rounds"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if self.replay_limit < 1:
-            raise ValueError(f"replay_limit must be >= 1, got {self.replay_limit}.")
-        if not 0.0 <= self.replay_momentum <= 1.0:
-            raise ValueError(f"replay_momentum must lie in [0, 1], got {self.replay_momentum}.")
+        if self.max_refill_rounds < 0:
+            raise ValueError(f"max_refill_rounds must be >= 0, got {self.max_refill_rounds}.")
+        if self.replay and not self.dynamic_sampling:
+            raise ValueError(
+                "replay=True needs dynamic_sampling=True: the bank only refills groups that dynamic sampling dropped. "
+                "Set replay=False for plain GRPO."
+            )
+        if not self.dynamic_sampling:
+            return  # exactly GRPO: GRPOConfig's own checks are all that apply
+        if self.max_refill_rounds == 0:
+            raise ValueError(
+                "max_refill_rounds=0 with dynamic_sampling=True replaces no dropped group: the batch would be GRPO's "
+                "batch reordered. Set max_refill_rounds >= 1, or dynamic_sampling=False and replay=False for GRPO."
+            )
         rows_per_process = self.per_device_train_batch_size * self.steps_per_generation
         if rows_per_process % self.num_generations:
             raise ValueError(
@@ -149,17 +162,15 @@ class VCRLConfig(GRPOConfig):
                 f"not a whole number of groups of num_generations={self.num_generations}; VCRL keeps or drops whole "
                 f"groups per process. Choose values so that num_generations divides {rows_per_process}."
             )
-        if self.replay and not self.dynamic_sampling:
-            raise ValueError(
-                "replay=True needs dynamic_sampling=True: the bank only refills groups that dynamic sampling dropped. "
-                "Set replay=False for plain GRPO."
-            )
 
-    def threshold_schedule(self) -> KappaSchedule:
-        """The threshold schedule these settings describe."""
-        if self.kappa_schedule is not None:
+    def get_kappa_schedule(self) -> KappaSchedule:
+        """The kappa schedule these settings describe, over rollout steps (generation batches)."""
+        if self.kappa_schedule is None:
+            return KappaSchedule.from_warmup(self.kappa, self.kappa_warmup, self.kappa_warmup_steps)
+        try:
             return KappaSchedule.parse(self.kappa_schedule)
-        return KappaSchedule.from_warmup(self.kappa, self.kappa_warmup, self.kappa_warmup_steps)
+        except ValueError as error:
+            raise ValueError(f"kappa_schedule={self.kappa_schedule}: {error}") from None
 
     @classmethod
     def from_grpo_config(cls, args: GRPOConfig) -> "VCRLConfig":

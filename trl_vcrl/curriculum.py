@@ -6,14 +6,22 @@ Everything here is plain Python so it can be read in one sitting and unit-tested
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import json
 import math
 import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def range_tolerance(reward_range: tuple[float, float]) -> float:
+    """How far a reward may lie from a range end and still count as that end: float rounding, not real excess.
+
+    Ten float32 rewards weighted 0.1 each sum to 1.0000001, and a range end such as 0.1 has no exact float32 value;
+    both must count as the end. Scaled to the magnitudes involved (float32 keeps about 7 significant digits).
+    """
+    low, high = reward_range
+    return 1e-5 * max(abs(low), abs(high), high - low)
 
 
 def normalized_variance(rewards: Sequence[float], reward_range: tuple[float, float] = (0.0, 1.0)) -> float:
@@ -23,9 +31,9 @@ def normalized_variance(rewards: Sequence[float], reward_range: tuple[float, flo
     `reward_range` can have: `(b-a)² n / (4(n-1))` for even `n`, `(b-a)² (n+1) / (4n)` for odd `n`. NaN rewards
     (a reward function returned `None`) are left out; fewer than two valid rewards give `p = 0`.
 
-    When every reward is one of the two range ends (binary rewards), `p` is computed from the integer count `k` of
-    high rewards: `4k(n-k)/n²` (even `n`) or `4k(n-k)/(n²-1)` (odd `n`). Counting avoids float noise, so a constant
-    group is exactly `0` and never slips past a threshold.
+    When every reward is one of the two range ends, within `range_tolerance` (binary rewards), `p` is computed from
+    the integer count `k` of high rewards: `4k(n-k)/n²` (even `n`) or `4k(n-k)/(n²-1)` (odd `n`). Counting avoids
+    float noise, so a constant group is exactly `0` and a binary group lands exactly on its closed form.
 
     Args:
         rewards (`Sequence[float]`):
@@ -41,8 +49,10 @@ def normalized_variance(rewards: Sequence[float], reward_range: tuple[float, flo
     n = len(valid)
     if n < 2:
         return 0.0
-    if all(r == low or r == high for r in valid):
-        k = sum(r == high for r in valid)
+    tolerance = range_tolerance(reward_range)
+    is_high = [abs(r - high) <= tolerance for r in valid]
+    if all(h or abs(r - low) <= tolerance for r, h in zip(valid, is_high)):
+        k = sum(is_high)
         return 4 * k * (n - k) / (n * n if n % 2 == 0 else n * n - 1)
     mean = sum(valid) / n
     variance = sum((r - mean) ** 2 for r in valid) / (n - 1)
@@ -82,11 +92,16 @@ class KappaSchedule:
                 raise ValueError(f"kappa must lie in [0, 1], got {kappa} at step {step}.")
 
     @classmethod
-    def from_warmup(cls, kappa: float, warmup_kappa: float, warmup_steps: int) -> KappaSchedule:
-        """`warmup_kappa` for the first `warmup_steps` steps, then `kappa`."""
-        if warmup_steps < 0:
-            raise ValueError(f"kappa warm-up steps must be >= 0, got {warmup_steps}.")
-        return cls(((0, kappa),) if warmup_steps == 0 else ((0, warmup_kappa), (warmup_steps, kappa)))
+    def from_warmup(cls, kappa: float, kappa_warmup: float, kappa_warmup_steps: int) -> KappaSchedule:
+        """`kappa_warmup` for the first `kappa_warmup_steps` steps, then `kappa` (the paper's two pieces)."""
+        for name, value in (("kappa", kappa), ("kappa_warmup", kappa_warmup)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1] (p is normalised), got {value}.")
+        if kappa_warmup_steps < 0:
+            raise ValueError(f"kappa_warmup_steps must be >= 0, got {kappa_warmup_steps}.")
+        if kappa_warmup_steps == 0:
+            return cls(((0, kappa),))
+        return cls(((0, kappa_warmup), (kappa_warmup_steps, kappa)))
 
     @classmethod
     def parse(cls, pieces: Sequence[str]) -> KappaSchedule:
@@ -104,12 +119,6 @@ class KappaSchedule:
 
     def __call__(self, step: int) -> float:
         return next(kappa for first_step, kappa in reversed(self.pieces) if step >= first_step)
-
-
-def prompt_key(row: dict[str, Any]) -> str:
-    """Stable key of a dataset row: a hash of its prompt, so the same prompt is one bank entry."""
-    text = json.dumps(row["prompt"], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()
 
 
 @dataclass
@@ -239,14 +248,29 @@ class ReplayBank:
             "rng_state": [version, list(internal), gauss],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> dict[str, int]:
+        """Restore a saved bank under this bank's own settings, which may differ from the saved run's.
+
+        Entries replayed `replay_limit` times leave, then the lowest priorities are evicted down to `capacity`.
+
+        Returns:
+            `dict[str, int]`: how many entries each rule removed (`past_replay_limit`, `over_capacity`).
+        """
         self.entries = {
             key: BankEntry(row, priority, replays, tiebreak)
             for key, row, priority, replays, tiebreak in state["entries"]
         }
         version, internal, gauss = state["rng_state"]
         self._rng.setstate((version, tuple(internal), gauss))
+        spent = [key for key, entry in self.entries.items() if entry.replays >= self.replay_limit]
+        for key in spent:
+            del self.entries[key]
         self._rebuild_heaps()
+        over_capacity = max(0, len(self.entries) - self.capacity)
+        for _ in range(over_capacity):
+            del self.entries[heapq.heappop(self._lowest)[2]]  # fresh heaps: every item is current
+        self._rebuild_heaps()
+        return {"past_replay_limit": len(spent), "over_capacity": over_capacity}
 
     def _push(self, key: str) -> None:
         """Give `key`'s entry a new stamp and push it onto both heaps (its older items become stale)."""
@@ -287,6 +311,15 @@ class Candidate:
     p: float
     source: str  # "fresh" (the dataloader's batch), "bank" (replayed) or "refill" (extra dataset prompts)
     key: str
+
+
+@dataclass(frozen=True)
+class PlannedGroup:
+    """A prompt planned for one generation call: its key, its dataset row, and where it came from."""
+
+    key: str
+    row: dict[str, Any]
+    source: str  # "fresh" (the dataloader's batch), "bank" (replayed) or "refill" (extra dataset prompts)
 
 
 @dataclass

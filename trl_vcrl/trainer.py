@@ -1,25 +1,42 @@
+import functools
+import itertools
 import json
 import logging
 import os
 import random
 import textwrap
 import warnings
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from accelerate.utils import gather_object
 from datasets import IterableDataset
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
-from trl.trainer.utils import get_config_model_id, nanstd
+from trl.trainer.utils import get_config_model_id, is_async_callable, nanstd
 
+from . import rows
 from .config import VCRLConfig
-from .curriculum import BatchSelection, Candidate, ReplayBank, group_scores, plan_refill, prompt_key
+from .curriculum import (
+    BatchSelection,
+    Candidate,
+    PlannedGroup,
+    ReplayBank,
+    group_scores,
+    plan_refill,
+    range_tolerance,
+)
+from .rows import row_key
+from .upstream import stop_input_grad_hook_leak
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "vcrl_state.json"
+# TRL's vLLM importance-sampling modes whose ratio is one value per sequence, shape (B, 1).
+SEQUENCE_LEVEL_IS_MODES = ("sequence_mask", "sequence_truncate")
 P_HIST_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # Row-aligned tensors of TRL 1.16's training batch and how to pad them when rows of several generation calls merge.
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")
@@ -71,17 +88,27 @@ def grpo_advantages(
     return torch.nan_to_num(advantages, nan=0.0)
 
 
-def merge_rows(pieces: Sequence[dict[str, torch.Tensor]], pad_token_id: int, pad_to_multiple_of: int | None) -> dict:
+def merge_rows(
+    pieces: Sequence[dict[str, torch.Tensor]],
+    pad_token_id: int,
+    pad_to_multiple_of: int | None,
+    sequence_level_ratio: bool,
+) -> dict:
     """Concatenate the row-aligned tensors of several training batches, re-padding to a common width.
 
     Prompts are left-padded and completions right-padded as in TRL; columns that are padding in every row are
-    trimmed so the merged batch is as wide as TRL would make it for the same rows.
+    trimmed so the merged batch is as wide as TRL would make it for the same rows. `sequence_level_ratio` (from the
+    configuration, never guessed from a shape) says the importance-sampling ratio is one value per row, `(B, 1)`.
     """
     pad_values = {
         "prompt_ids": pad_token_id,
         "completion_ids": pad_token_id,
         "importance_sampling_ratio": 1.0,
         "tool_mask": 1,
+        # TRL's KL term exp(ref - logp) - (ref - logp) - 1 is computed at padded positions too, then masked. With
+        # ref = 0 it is exp(-logp), which overflows to inf (inf * 0 = NaN) when the policy's log-prob of the pad
+        # token is below about -88; a very negative ref keeps the term finite, so the mask makes it exactly 0.
+        "ref_per_token_logps": -1e4,
     }
     prompt_width = max(int(p["prompt_mask"].sum(dim=1).max()) for p in pieces)
     completion_width = max(_content_width(p["completion_mask"]) for p in pieces)
@@ -92,14 +119,13 @@ def merge_rows(pieces: Sequence[dict[str, torch.Tensor]], pad_token_id: int, pad
     for key in pieces[0]:
         if key in PROMPT_KEYS:
             merged[key] = torch.cat([_fit(p[key], prompt_width, pad_values.get(key, 0), left=True) for p in pieces])
+        elif key == "importance_sampling_ratio" and sequence_level_ratio:
+            merged[key] = torch.cat([p[key] for p in pieces])
         elif key in COMPLETION_KEYS:
-            if pieces[0][key].size(1) == 1 and key == "importance_sampling_ratio":  # sequence-level ratio, (B, 1)
-                merged[key] = torch.cat([p[key] for p in pieces])
-            else:
-                merged[key] = torch.cat(
-                    [_fit(p[key], completion_width, pad_values.get(key, 0), left=False) for p in pieces]
-                )
-        elif key not in ("advantages", "num_items_in_batch"):
+            merged[key] = torch.cat(
+                [_fit(p[key], completion_width, pad_values.get(key, 0), left=False) for p in pieces]
+            )
+        elif key not in _RECOMPUTED:
             raise NotImplementedError(
                 f"VCRL cannot merge the batch key {key!r} (multimodal inputs are not supported with dynamic sampling); "
                 f"set dynamic_sampling=False and replay=False or use a text-only model."
@@ -125,19 +151,21 @@ class VCRLTrainer(GRPOTrainer):
     """
     Trainer for VCRL, Variance-based Curriculum Reinforcement Learning ([arXiv 2509.19803](https://huggingface.co/papers/2509.19803)).
 
-    A drop-in replacement for [`~trl.GRPOTrainer`] taking the same arguments. What differs, in training only:
+    A drop-in replacement for [`~trl.GRPOTrainer`] taking the same arguments. What differs, in training only, for
+    each generation batch (one rollout step, the paper's "step"):
 
-    - After each generation batch is generated and scored (by GRPOTrainer itself), every group gets its normalised
-      reward variance `p`; groups with `p < kappa(step)` are dropped.
-    - Dropped groups are replaced by prompts from a replay bank of earlier high-variance prompts, re-rolled with the
-      current policy, then by further dataset prompts, for at most `max_refill_rounds` extra generation calls; a
-      replacement must pass `kappa` too. Still-missing slots take the best dropped groups, so the batch size never
-      changes. Passing groups enter the bank; replayed ones get their priority updated.
-    - Advantages and `num_items_in_batch` are recomputed for the assembled batch.
-    - The bank, the refill sampler state and the schedule position are saved with every checkpoint.
+    - **Generate a round**: GRPOTrainer generates and scores the groups; each group gets its normalised reward
+      variance `p`, and groups with `p < kappa` are dropped.
+    - **Plan the next round**: dropped groups are replaced by prompts from a replay bank of earlier high-variance
+      prompts, re-rolled with the current policy, then by further dataset prompts, for at most `max_refill_rounds`
+      extra generation calls; a replacement must pass `kappa` too.
+    - **Update the bank**: passing groups enter it, replayed ones get their priority updated.
+    - **Assemble**: still-missing slots take the best dropped groups, so the batch size never changes; advantages and
+      `num_items_in_batch` are recomputed for the assembled batch, and the completions table logs what is trained.
 
-    The loss, evaluation (never filtered), vLLM, PEFT and distributed support are GRPOTrainer's. A plain
-    [`~trl.GRPOConfig`] (or `args=None`) gets VCRL's defaults. Dynamic sampling needs a map-style text dataset.
+    The bank, the refill sampler state and the schedule position are saved with every checkpoint. The loss,
+    evaluation (never filtered), vLLM, PEFT and distributed support are GRPOTrainer's. A plain [`~trl.GRPOConfig`]
+    (or `args=None`) gets VCRL's defaults. Reward function errors stop every process at the same step.
     """
 
     _tag_names = ["trl", "vcrl"]
@@ -162,131 +190,186 @@ class VCRLTrainer(GRPOTrainer):
         elif not isinstance(args, VCRLConfig):
             args = VCRLConfig.from_grpo_config(args)
             logger.warning("VCRLTrainer got a GRPOConfig; using it with VCRL's defaults (%s).", _vcrl_settings(args))
+        if args.dynamic_sampling and kwargs.get("environment_factory") and kwargs.get("train_dataset") is None:
+            raise ValueError(
+                "VCRL dynamic sampling replays and re-rolls training examples by their dataset row, but with "
+                "environment_factory and no train_dataset every row is an empty placeholder and the environment picks "
+                "the prompt. Pass a train_dataset whose rows identify the examples, or set dynamic_sampling=False and "
+                "replay=False."
+            )
         super().__init__(model, reward_funcs, args, *pos_args, **kwargs)
-        if args.dynamic_sampling:
-            if self._is_vlm:
-                raise NotImplementedError(
-                    "VCRL dynamic sampling supports text-only models; set dynamic_sampling=False."
-                )
-            if isinstance(self.train_dataset, IterableDataset) and args.max_refill_rounds > 0:
-                raise ValueError(
-                    f"max_refill_rounds={args.max_refill_rounds} draws extra prompts at random, which needs a map-style "
-                    f"train_dataset, got an IterableDataset. Use a datasets.Dataset or set max_refill_rounds=0."
-                )
-        self.threshold = args.threshold_schedule()
+        stop_input_grad_hook_leak(self.model)
+        if args.dynamic_sampling and self._is_vlm:
+            raise NotImplementedError("VCRL dynamic sampling supports text-only models; set dynamic_sampling=False.")
+        self.reward_funcs = [self._stop_all_ranks_on_error(f, n) for f, n in zip(self.reward_funcs, self.reward_func_names)]
+        self._reward_errors: list[str] = []
+        self.kappa_schedule = args.get_kappa_schedule()
         self.replay_bank = ReplayBank(
             capacity=args.replay_bank_size if args.replay else 0,
             momentum=args.replay_momentum,
             replay_limit=args.replay_limit,
             seed=args.seed,
         )
-        self._refill_rng = random.Random(args.seed)  # identical on every process: all draw the same prompts
+        self.refill_rows = RefillRows(self.train_dataset, seed=args.seed)
+        self._rollout_step = 0  # generation batches trained so far: the unit of the kappa schedule
         self._warned_fallback = False
         self._round_rewards = None
 
+    # ---------------------------------------------------------------- rewards
+    def _stop_all_ranks_on_error(self, reward_func, name: str):
+        """Wrap a reward function so its failure is recorded instead of raised on this process alone.
+
+        TRL gathers rewards across processes right after calling the reward functions: an exception on one process
+        would leave the others waiting in that collective forever. The failed call returns `None` rewards, the
+        gather completes, and `_calculate_rewards` raises the recorded error on every process.
+        """
+        if isinstance(reward_func, torch.nn.Module):
+            return reward_func
+
+        def check(output, completions):
+            if not isinstance(output, Sequence) or len(output) != len(completions):
+                count = len(output) if isinstance(output, Sequence) else type(output).__name__
+                raise ValueError(f"returned {count} rewards for {len(completions)} completions (one per completion)")
+            for row, value in enumerate(output):
+                if value is not None and not isinstance(value, (int, float)):
+                    raise ValueError(f"returned {value!r} for completion {row}; a reward is a number or None")
+            return output
+
+        def record(error: Exception, completions):
+            self._reward_errors.append(f"reward function {name!r} failed: {type(error).__name__}: {error}")
+            return [None] * len(completions)
+
+        if is_async_callable(reward_func):
+
+            async def guarded(*call_args, completions, **call_kwargs):
+                try:
+                    return check(await reward_func(*call_args, completions=completions, **call_kwargs), completions)
+                except Exception as error:
+                    return record(error, completions)
+        else:
+
+            def guarded(*call_args, completions, **call_kwargs):
+                try:
+                    return check(reward_func(*call_args, completions=completions, **call_kwargs), completions)
+                except Exception as error:
+                    return record(error, completions)
+
+        return functools.wraps(reward_func)(guarded)
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        errors = gather_object([self._reward_errors[:1]])  # every process joins, failed or not
+        self._reward_errors.clear()
+        failed = [(rank, error[0]) for rank, error in enumerate(errors) if error]
+        if failed:
+            rank, message = failed[0]
+            raise RuntimeError(f"Process {rank} at step {self.state.global_step}: {message}. Training stops on all "
+                               f"{len(errors)} process(es).")  # fmt: skip
         self._round_rewards = rewards_per_func  # gathered over processes, global row order
         return rewards_per_func
 
+    # ---------------------------------------------------------------- the VCRL step
     def _generate_and_score_completions(self, inputs):
         if not (self.model.training and self.args.dynamic_sampling):
             return super()._generate_and_score_completions(inputs)
         return self._curriculum_batch(inputs)
 
     def _curriculum_batch(self, inputs: list[dict]) -> dict:
-        """Generate, filter by `p >= kappa`, refill, and assemble one generation batch (the VCRL step)."""
-        G, rank = self.num_generations, self.accelerator.process_index
-        groups_per_process = len(inputs) // G
-        kappa = self.threshold(self.state.global_step)
-        selection = BatchSelection(self.accelerator.num_processes, groups_per_process, kappa)
-        rounds: list[_Round] = []
-
-        def generate(global_groups: list[tuple[str, dict, str]]) -> list[Candidate]:
-            per_process = len(global_groups) // self.accelerator.num_processes
-            local = global_groups[rank * per_process : (rank + 1) * per_process]
-            output = super(VCRLTrainer, self)._generate_and_score_completions(
-                [dict(row) for _, row, _ in local for _ in range(G)]  # whole groups, as TRL's RepeatSampler gives
-            )
-            scores = group_scores(
-                self._combined_rewards(self._round_rewards).tolist(), G, tuple(self.args.reward_range)
-            )
-            candidates = [
-                Candidate(
-                    process=g // per_process, round=len(rounds), index=g % per_process, p=p, source=source, key=key
-                )
-                for g, (p, (key, _, source)) in enumerate(zip(scores, global_groups))
-            ]
-            rounds.append(
-                _Round(output, self._round_rewards, per_process, candidates, [row for _, row, _ in global_groups])
-            )
-            selection.offer(candidates)
-            return candidates
-
-        first = generate([(prompt_key(row), row, "fresh") for row in gather_object(inputs[::G])])
-        # TRL's own metrics (reward, completion lengths, ...) keep describing the first-pass sample of the dataset:
-        # refill rounds replay selected prompts, which would bias them. Their cost shows in the vcrl/ metrics.
-        first_pass_lengths = {name: len(values) for name, values in self._metrics["train"].items()}
-        refill_rounds = 0
-        while max(selection.missing()) > 0 and refill_rounds < self.args.max_refill_rounds:
-            # A prompt already generated in this step is not replayed again in it (no duplicate groups).
-            seen = {c.key for r in rounds for c in r.candidates}
-            per_process, plan = plan_refill(selection.missing(), self.replay_bank.available(exclude=seen))
-            taken = iter(self.replay_bank.take(sum(plan), exclude=seen))
-            global_groups = []
-            for from_bank in plan:
-                for slot in range(per_process):
-                    if slot < from_bank:
-                        global_groups.append((*next(taken), "bank"))
-                    else:
-                        key, row = self._draw_refill_row(exclude=seen)
-                        seen.add(key)
-                        global_groups.append((key, row, "refill"))
-            generate(global_groups)
-            refill_rounds += 1
+        """One VCRL generation batch: generate, filter by `p >= kappa`, refill, update the bank, assemble."""
+        G = self.num_generations
+        kappa = self.kappa_schedule(self._rollout_step)
+        selection = BatchSelection(self.accelerator.num_processes, len(inputs) // G, kappa)
+        planned = [PlannedGroup(row_key(row), row, "fresh") for row in gather_object(inputs[::G])]
+        self._take_completion_logs()  # the previous batch's rows: replaced by this batch's trained rows
+        rounds = [self._generate_round(planned, selection, round_index=0)]
+        # TRL's own metrics and completions keep describing the first-pass sample of the dataset: refill rounds
+        # replay selected prompts, which would bias them. Their cost shows in the vcrl/ metrics.
+        first_pass_metrics = {name: len(values) for name, values in self._metrics["train"].items()}
+        while max(selection.missing()) > 0 and len(rounds) <= self.args.max_refill_rounds:
+            planned = self._plan_next_round(selection, rounds)
+            rounds.append(self._generate_round(planned, selection, round_index=len(rounds)))
+        self._truncate_metrics(first_pass_metrics)
         selection.finish()
+        self._warn_fallback_once(selection, kappa, len(rounds) - 1)
+        self._update_bank(rounds, kappa)
+        batch, advantages = self._assemble(rounds, selection)
+        self._log_trained_completions(rounds, selection, advantages)
+        self._log_curriculum(kappa, selection, rounds, advantages)
+        self._rollout_step += 1
+        return batch
+
+    def _generate_round(self, planned: list[PlannedGroup], selection: BatchSelection, round_index: int) -> "_Round":
+        """Generate and score the planned groups (this process's share), score each group and offer it."""
+        G, rank = self.num_generations, self.accelerator.process_index
+        per_process = len(planned) // self.accelerator.num_processes
+        local = planned[rank * per_process : (rank + 1) * per_process]
+        # Whole groups of G identical rows, as TRL's RepeatSampler gives them.
+        output = super()._generate_and_score_completions([dict(group.row) for group in local for _ in range(G)])
+        scores = group_scores(self._combined_rewards(self._round_rewards).tolist(), G, tuple(self.args.reward_range))
+        candidates = [
+            Candidate(process=g // per_process, round=round_index, index=g % per_process, p=p, source=group.source,
+                      key=group.key)  # fmt: skip
+            for g, (p, group) in enumerate(zip(scores, planned))
+        ]
+        selection.offer(candidates)
+        return _Round(output, self._round_rewards, per_process, candidates, planned, self._take_completion_logs())
+
+    def _plan_next_round(self, selection: BatchSelection, rounds: list["_Round"]) -> list[PlannedGroup]:
+        """Bank prompts first, then dataset prompts, none of them generated earlier in this step."""
+        seen = {c.key for r in rounds for c in r.candidates}
+        per_process, from_bank = plan_refill(selection.missing(), self.replay_bank.available(exclude=seen))
+        taken = self.replay_bank.take(sum(from_bank), exclude=seen)
+        seen.update(key for key, _ in taken)  # not drawn again from the dataset in this round
+        bank = iter(taken)
+        planned = []
+        for bank_groups in from_bank:
+            for slot in range(per_process):
+                if slot < bank_groups:
+                    planned.append(PlannedGroup(*next(bank), "bank"))
+                else:
+                    key, row = self.refill_rows.draw(exclude=seen)
+                    seen.add(key)
+                    planned.append(PlannedGroup(key, row, "refill"))
+        return planned
+
+    def _truncate_metrics(self, first_pass_lengths: dict[str, int]) -> None:
+        """Drop the TRL metrics that refill rounds appended after the first pass."""
+        for name, values in list(self._metrics["train"].items()):
+            del values[first_pass_lengths.get(name, 0) :]
+            if not values:  # a metric only refill rounds produced: TRL averages every list it holds
+                del self._metrics["train"][name]
+
+    def _warn_fallback_once(self, selection: BatchSelection, kappa: float, refill_rounds: int) -> None:
         if selection.fallback and not self._warned_fallback:
             warnings.warn(
                 f"VCRL: {len(selection.fallback)} group(s) below kappa={kappa} kept to fill the batch after "
                 f"{refill_rounds} refill round(s) (step {self.state.global_step}). Raise max_refill_rounds or "
                 f"replay_bank_size, or lower kappa, if this persists; vcrl/groups_from_fallback counts it. Warned once.",
-                stacklevel=2,
+                stacklevel=3,
             )
             self._warned_fallback = True
 
-        if self.args.replay:
-            for rnd in rounds:
-                for candidate, row in zip(rnd.candidates, rnd.rows):
-                    if candidate.source == "bank":
-                        self.replay_bank.update(candidate.key, candidate.p)
-                    elif candidate.p >= kappa:
-                        self.replay_bank.add(candidate.key, row, candidate.p)
-        for name, values in list(self._metrics["train"].items()):
-            del values[first_pass_lengths.get(name, 0) :]
-            if not values:  # a metric only refill rounds produced: TRL averages every list it holds
-                del self._metrics["train"][name]
-        batch, advantages = self._assemble(rounds, selection)
-        self._log_curriculum(kappa, first, selection, rounds, refill_rounds, advantages)
-        return batch
-
-    def _draw_refill_row(self, exclude: set[str], attempts: int = 16) -> tuple[str, dict]:
-        """A random dataset row whose prompt was not generated in this step (a repeat would only duplicate a group).
-
-        Gives up avoiding repeats after `attempts` draws, so a dataset smaller than a batch still works.
-        """
-        for _ in range(attempts):
-            row = self.train_dataset[self._refill_rng.randrange(len(self.train_dataset))]
-            key = prompt_key(row)
-            if key not in exclude:
-                break
-        return key, row
+    def _update_bank(self, rounds: list["_Round"], kappa: float) -> None:
+        """Replayed prompts get their new `p`; fresh and refill prompts that passed enter the bank."""
+        if not self.args.replay:
+            return
+        for rnd in rounds:
+            for candidate, group in zip(rnd.candidates, rnd.planned):
+                if candidate.source == "bank":
+                    self.replay_bank.update(candidate.key, candidate.p)
+                elif candidate.p >= kappa:
+                    self.replay_bank.add(candidate.key, group.row, candidate.p)
 
     def _combined_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
-        """The weighted-sum reward TRL builds advantages from, checked against `reward_range` (NaN if unscorable)."""
+        """The weighted-sum reward TRL builds advantages from, checked against `reward_range` (NaN if unscorable).
+
+        Values past a range end by no more than float rounding (`range_tolerance`) count as that end.
+        """
         combined = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
         combined[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         low, high = self.args.reward_range
-        outside = ((combined < low) | (combined > high)).nonzero()
+        tolerance = range_tolerance((low, high))
+        outside = ((combined < low - tolerance) | (combined > high + tolerance)).nonzero()
         if len(outside):
             row = int(outside[0])
             parts = ", ".join(
@@ -294,22 +377,18 @@ class VCRLTrainer(GRPOTrainer):
                 for j, name in enumerate(self.reward_func_names)
             )
             raise ValueError(
-                f"Combined reward {combined[row].item():g} of completion {row} is outside reward_range="
-                f"{list(self.args.reward_range)} ({parts}). VCRL never clips rewards: set reward_range to the true "
-                f"bounds of the weighted sum of your reward functions."
+                f"Combined reward {combined[row].item():g} of completion {row} (group {row // self.num_generations}) "
+                f"at step {self.state.global_step} is outside reward_range={list(self.args.reward_range)} ({parts}). "
+                f"VCRL never clips rewards: set reward_range to the true bounds of the weighted sum of your reward "
+                f"functions."
             )
-        return combined
+        return combined.clamp(low, high)  # only float rounding is left to absorb
 
     def _assemble(self, rounds: list["_Round"], selection: BatchSelection) -> tuple[dict, torch.Tensor]:
         """The local training batch made of this process's chosen groups, and the global advantages."""
         G, rank = self.num_generations, self.accelerator.process_index
-
-        def global_rows(c: Candidate) -> slice:
-            start = (c.process * rounds[c.round].per_process + c.index) * G
-            return slice(start, start + G)
-
         trained_rewards = torch.cat(
-            [rounds[c.round].rewards[global_rows(c)] for chosen in selection.chosen for c in chosen]
+            [rounds[c.round].rewards[_global_rows(c, rounds, G)] for chosen in selection.chosen for c in chosen]
         )
         advantages = grpo_advantages(
             trained_rewards, self.reward_weights, G, self.scale_rewards, self.multi_objective_aggregation
@@ -318,25 +397,51 @@ class VCRLTrainer(GRPOTrainer):
             [(c.round, c.index) for c in chosen] == [(0, i) for i in range(selection.groups_per_process)]
             for chosen in selection.chosen
         )
-        if first_batch_only:  # nothing swapped anywhere: TRL's batch is already right
+        if first_batch_only:  # nothing swapped anywhere: TRL's batch and advantages are already right
             return rounds[0].output, advantages
         pieces = []
         for c in selection.chosen[rank]:
-            output = rounds[c.round].output
             local_rows = slice(c.index * G, (c.index + 1) * G)
-            pieces.append(
-                {k: v[local_rows] for k, v in output.items() if k not in ("num_items_in_batch", "advantages")}
-            )
-        batch = merge_rows(pieces, self._tokenizer.pad_token_id, self.pad_to_multiple_of)
+            pieces.append({k: v[local_rows] for k, v in rounds[c.round].output.items() if k not in _RECOMPUTED})
+        sequence_level = self.use_vllm and self.vllm_importance_sampling_mode in SEQUENCE_LEVEL_IS_MODES
+        batch = merge_rows(pieces, self._tokenizer.pad_token_id, self.pad_to_multiple_of, sequence_level)
         rows = selection.groups_per_process * G
         batch["advantages"] = advantages[rank * rows : (rank + 1) * rows]
         loss_mask = batch["completion_mask"] * batch["tool_mask"] if "tool_mask" in batch else batch["completion_mask"]
         batch["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
         return batch, advantages
 
-    def _log_curriculum(self, kappa, first, selection, rounds, refill_rounds, advantages) -> None:
+    def _take_completion_logs(self) -> dict[str, list]:
+        """Take and clear the completions-table rows TRL logged since the last call (global row order).
+
+        TRL keeps one generation batch in these logs; VCRL refills them with the rows it trains.
+        """
+        logs = _completion_logs(self._logs)
+        taken = {name: list(log) for name, log in logs.items()}
+        for log in logs.values():
+            log.clear()
+        return taken
+
+    def _log_trained_completions(self, rounds: list["_Round"], selection: BatchSelection, advantages) -> None:
+        """Log the trained rows to TRL's completions table, with their advantages and where they came from."""
+        G = self.num_generations
+        fallback = {id(c) for c in selection.fallback}
+        trained = [c for chosen in selection.chosen for c in chosen]
+        logs = _completion_logs(self._logs)
+        columns = {name for r in rounds for name in r.logs if name != "advantages"}
+        for position, c in enumerate(trained):
+            rows = _global_rows(c, rounds, G)
+            for name in columns:
+                values = rounds[c.round].logs.get(name) or [None] * len(rounds[c.round].rewards)
+                logs.setdefault(name, self._logs["extra"][name.removeprefix("extra/")]).extend(values[rows])
+            self._logs["advantages"].extend(advantages[position * G : (position + 1) * G].tolist())
+            self._logs["extra"]["vcrl_source"].extend(["fallback" if id(c) in fallback else c.source] * G)
+
+    def _log_curriculum(
+        self, kappa: float, selection: BatchSelection, rounds: list["_Round"], advantages: torch.Tensor
+    ) -> None:
         metrics = self._metrics["train"]
-        first_p = [c.p for c in first]
+        first_p = [c.p for c in rounds[0].candidates]
         trained = [c for chosen in selection.chosen for c in chosen]
         fallback = {id(c) for c in selection.fallback}
         metrics["vcrl/kappa"].append(kappa)
@@ -349,22 +454,31 @@ class VCRLTrainer(GRPOTrainer):
             used = sum(c.source == source and id(c) not in fallback for c in trained)
             metrics[f"vcrl/groups_from_{source}"].append(used)
         metrics["vcrl/groups_from_fallback"].append(len(selection.fallback))
-        metrics["vcrl/refill_rounds"].append(refill_rounds)
+        metrics["vcrl/refill_rounds"].append(len(rounds) - 1)
         for name, value in self.replay_bank.stats().items():
             metrics[f"vcrl/{name}"].append(value)
         metrics["vcrl/rollouts_per_trained_group"].append(sum(len(r.candidates) for r in rounds) / len(trained))
         nonzero = advantages.view(-1, self.num_generations).ne(0).any(dim=1).float().mean().item()
         metrics["vcrl/nonzero_advantage_fraction"].append(nonzero)
 
+    # ---------------------------------------------------------------- checkpoints
+    def train(self, resume_from_checkpoint=None, *train_args, **train_kwargs):
+        if resume_from_checkpoint is True:  # transformers would take the newest folder, complete or not
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"No complete checkpoint in {self.args.output_dir} to resume from.")
+        return super().train(resume_from_checkpoint, *train_args, **train_kwargs)
+
     def _save_checkpoint(self, model, trial):
-        # Written before super(): it pushes the checkpoint to the Hub when push_to_hub is on.
+        # Encoded on every process (a row that cannot be stored fails everywhere at once, not on one rank while
+        # the others wait in super()), written before super(): it pushes the checkpoint to the Hub.
+        state = json.dumps(rows.encode(self.curriculum_state_dict(), path="curriculum state"))
         if self.args.should_save:
             checkpoint_dir = os.path.join(
                 self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             )
             os.makedirs(checkpoint_dir, exist_ok=True)
-            with open(os.path.join(checkpoint_dir, STATE_FILE), "w") as f:
-                json.dump(self.curriculum_state_dict(), f)
+            _write_atomically(os.path.join(checkpoint_dir, STATE_FILE), state)
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
@@ -376,7 +490,31 @@ class VCRLTrainer(GRPOTrainer):
             logger.warning("No %s in %s: resuming with an empty replay bank.", STATE_FILE, checkpoint)
             return
         with open(path) as f:
-            self.load_curriculum_state_dict(json.load(f))
+            self.load_curriculum_state_dict(rows.decode(json.load(f)))
+
+    def curriculum_state_dict(self) -> dict:
+        """Everything VCRL needs to resume exactly: bank, refill sampler state, schedule position."""
+        return {
+            "replay_bank": self.replay_bank.state_dict(),
+            "refill_rows": self.refill_rows.state_dict(),
+            "rollout_step": self._rollout_step,
+            "kappa": self.kappa_schedule(self._rollout_step),
+            "warned_fallback": self._warned_fallback,
+        }
+
+    def load_curriculum_state_dict(self, state: dict) -> None:
+        """Restore `curriculum_state_dict()`; the bank follows the current settings (capacity, limit, `replay`)."""
+        removed = self.replay_bank.load_state_dict(state["replay_bank"])
+        if any(removed.values()):
+            logger.warning(
+                "Resumed replay bank follows the current settings (replay=%s, replay_bank_size=%d, replay_limit=%d): "
+                "%d entries past the replay limit and %d over capacity left it; %d remain.",
+                self.args.replay, self.replay_bank.capacity, self.replay_bank.replay_limit,
+                removed["past_replay_limit"], removed["over_capacity"], len(self.replay_bank),
+            )  # fmt: skip
+        self.refill_rows.load_state_dict(state["refill_rows"])
+        self._rollout_step = state["rollout_step"]
+        self._warned_fallback = state["warned_fallback"]
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
         """TRL's model card (VCRL tags and citation) plus a section with the VCRL settings and curriculum statistics."""
@@ -392,22 +530,53 @@ class VCRLTrainer(GRPOTrainer):
         with open(path, "w") as f:
             f.write(card)
 
-    def curriculum_state_dict(self) -> dict:
-        """Everything VCRL needs to resume exactly: bank, refill sampler state, schedule position."""
-        version, internal, gauss = self._refill_rng.getstate()
-        return {
-            "replay_bank": self.replay_bank.state_dict(),
-            "refill_rng_state": [version, list(internal), gauss],
-            "global_step": self.state.global_step,
-            "kappa": self.threshold(self.state.global_step),
-            "warned_fallback": self._warned_fallback,
-        }
 
-    def load_curriculum_state_dict(self, state: dict) -> None:
-        self.replay_bank.load_state_dict(state["replay_bank"])
-        version, internal, gauss = state["refill_rng_state"]
-        self._refill_rng.setstate((version, tuple(internal), gauss))
-        self._warned_fallback = state["warned_fallback"]
+class RefillRows:
+    """Dataset rows for refill rounds, the same on every process (all processes draw the same global groups).
+
+    A map-style dataset gives random rows from a seeded generator; an iterable (streaming) dataset gives the next
+    rows of a second pass over the stream, so the dataloader's own pass is untouched. Both resume exactly.
+    """
+
+    def __init__(self, dataset, seed: int, attempts: int = 16):
+        self.dataset, self.attempts = dataset, attempts
+        self.streaming = isinstance(dataset, IterableDataset)
+        self._rng = random.Random(seed)
+        self._passes, self._position, self._stream = 0, 0, None
+
+    def draw(self, exclude: set[str]) -> tuple[str, dict]:
+        """A row whose key is not in `exclude` (a repeat only duplicates a group), `(key, row)`.
+
+        Gives up avoiding repeats after `attempts` draws, so a dataset smaller than a batch still works.
+        """
+        for _ in range(self.attempts):
+            row = self._next_row()
+            key = row_key(row)
+            if key not in exclude:
+                break
+        return key, row
+
+    def _next_row(self) -> dict:
+        if not self.streaming:
+            return self.dataset[self._rng.randrange(len(self.dataset))]
+        if self._stream is None:
+            self._stream = itertools.islice(iter(self.dataset), self._position, None)
+        for row in self._stream:
+            self._position += 1
+            return row
+        if self._position == 0:
+            raise ValueError("The train_dataset stream is empty: VCRL has no rows to refill the batch with.")
+        self._passes, self._position, self._stream = self._passes + 1, 0, None  # next pass over the stream
+        return self._next_row()
+
+    def state_dict(self) -> dict:
+        version, internal, gauss = self._rng.getstate()
+        return {"rng_state": [version, list(internal), gauss], "passes": self._passes, "position": self._position}
+
+    def load_state_dict(self, state: dict) -> None:
+        version, internal, gauss = state["rng_state"]
+        self._rng.setstate((version, tuple(internal), gauss))
+        self._passes, self._position, self._stream = state["passes"], state["position"], None
 
 
 @dataclass
@@ -418,12 +587,53 @@ class _Round:
     rewards: torch.Tensor  # gathered rewards per function, global row order
     per_process: int  # groups each process generated
     candidates: list[Candidate]  # one per global group
-    rows: list[dict]  # dataset row of each global group
+    planned: list[PlannedGroup]  # the prompt of each global group
+    logs: dict[str, list]  # TRL's completions-table rows of this call, global row order
+
+
+_RECOMPUTED = ("advantages", "num_items_in_batch")
+
+
+def _global_rows(candidate: Candidate, rounds: list[_Round], group_size: int) -> slice:
+    start = (candidate.process * rounds[candidate.round].per_process + candidate.index) * group_size
+    return slice(start, start + group_size)
+
+
+def _completion_logs(logs: dict) -> dict[str, deque]:
+    """TRL's completions-table columns as one flat mapping (rewards and extra columns are nested per name)."""
+    flat = {name: logs[name] for name in ("prompt", "completion", "advantages")}
+    flat.update({f"rewards/{name}": log for name, log in logs["rewards"].items()})
+    flat.update({f"extra/{name}": log for name, log in logs["extra"].items()})
+    return flat
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint folder that holds TRL's trainer state, which transformers writes after the model,
+    optimizer and VCRL state: a run killed while saving leaves a newer, incomplete folder that must not be used."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = {
+        int(name.rsplit("-", 1)[1]): os.path.join(output_dir, name)
+        for name in os.listdir(output_dir)
+        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.rsplit("-", 1)[1].isdigit()
+    }
+    complete = [s for s, path in steps.items() if os.path.isfile(os.path.join(path, TRAINER_STATE_NAME))]
+    return steps[max(complete)] if complete else None
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write to a temporary file, then rename: a reader never sees a partial file under `path`."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
 
 
 def _vcrl_settings(args: VCRLConfig) -> str:
     return (
-        f"kappa schedule {args.threshold_schedule().pieces}, reward_range={args.reward_range}, "
+        f"kappa schedule {args.get_kappa_schedule().pieces}, reward_range={args.reward_range}, "
         f"replay_bank_size={args.replay_bank_size}, replay_limit={args.replay_limit}, "
         f"max_refill_rounds={args.max_refill_rounds}"
     )
@@ -457,7 +667,7 @@ def curriculum_summary(log_history: list[dict]) -> dict[str, float]:
 
 def _model_card_section(args: VCRLConfig, summary: dict[str, float]) -> str:
     settings = {
-        "kappa schedule (step, kappa)": args.threshold_schedule().pieces,
+        "kappa schedule (step, kappa)": args.get_kappa_schedule().pieces,
         "reward_range": args.reward_range,
         "dynamic_sampling": args.dynamic_sampling,
         "replay": args.replay,
