@@ -81,7 +81,6 @@ def pass_probability(successes: float, failures: float, group_size: int, kappa: 
             raise ValueError(f"{name} must be a finite number > 0, got {value}.")
     counts = passing_counts(group_size, kappa)
     n = group_size
-    # rising[j] = log(x (x+1) ... (x+j-1)), the log of Gamma(x + j) / Gamma(x)
     rising_successes, rising_failures = _log_rising(successes, n), _log_rising(failures, n)
     log_norm = _log_rising(successes + failures, n)[n]
     log_n_factorial = math.lgamma(n + 1)
@@ -100,6 +99,7 @@ def pass_probability(successes: float, failures: float, group_size: int, kappa: 
 
 
 def _log_rising(x: float, n: int) -> list[float]:
+    """`log(x (x+1) ... (x+j-1))`, the log of `Gamma(x + j) / Gamma(x)`, for `j = 0..n`."""
     logs = [0.0]
     for j in range(n):
         logs.append(logs[-1] + math.log(x + j))
