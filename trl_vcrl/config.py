@@ -4,6 +4,7 @@ from dataclasses import dataclass, field, fields
 from trl import GRPOConfig
 
 from .curriculum import KappaSchedule, ReplayBank
+from .prediction import RolloutScreen
 
 
 @dataclass
@@ -43,6 +44,23 @@ class VCRLConfig(GRPOConfig):
         Extra generation calls per generation batch to replace dropped groups: bank prompts first, then further
         dataset prompts. Whatever is still missing is filled with the best dropped groups, so the batch size never
         changes.
+
+    > Parameters that control the rollout economy (ours; the paper generates every drawn prompt)
+
+    efficient_sampling (`bool`, *optional*, defaults to `True`):
+        Spend rollouts only where they are likely to pay: keep a history of each prompt's pass rate, replace prompts
+        predicted to fail `kappa` before they are generated (bank prompts first, then dataset prompts predicted to
+        pass or never seen), size refill rounds from the predictions, and pool passing groups across processes.
+        Every trained group still passes `kappa`; only which prompts are generated changes. `False` is the paper's
+        procedure: every drawn prompt is generated, and each process refills its own batch.
+    skip_below (`float`, *optional*, defaults to `0.15`):
+        A prompt seen before is skipped when its predicted probability of passing `kappa` is below this.
+    explore_floor (`float`, *optional*, defaults to `0.05`):
+        Probability that a prompt predicted to fail is generated anyway right after its last try.
+    explore_doubling (`int`, *optional*, defaults to `100`):
+        Rollout steps after which that exploration probability doubles (a prompt unseen for long comes back).
+    history_size (`int`, *optional*, defaults to `100000`):
+        Prompts whose pass-rate history is kept; the least recently generated is forgotten first.
 
     > Ablation switches
 
@@ -104,6 +122,30 @@ class VCRLConfig(GRPOConfig):
             "new dataset prompts (ours). Still-missing slots take the best dropped groups."
         },
     )
+    efficient_sampling: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip prompts predicted to fail kappa before rollout, fill their places from the bank and prompts "
+            "predicted to pass, size refill rounds from predictions, pool passing groups across processes (ours). "
+            "False: the paper's procedure."
+        },
+    )
+    skip_below: float = field(
+        default=0.15,
+        metadata={"help": "Predicted probability of passing kappa under which a seen prompt is skipped (ours)."},
+    )
+    explore_floor: float = field(
+        default=0.05,
+        metadata={"help": "Probability that a prompt predicted to fail is generated anyway (ours, after GRESO)."},
+    )
+    explore_doubling: int = field(
+        default=100,
+        metadata={"help": "Rollout steps after which a skipped prompt's exploration probability doubles (ours)."},
+    )
+    history_size: int = field(
+        default=100_000,
+        metadata={"help": "Prompts whose pass-rate history is kept; least recently generated forgotten (ours)."},
+    )
     dynamic_sampling: bool = field(
         default=True,
         metadata={
@@ -149,10 +191,15 @@ class VCRLConfig(GRPOConfig):
             )
         if not self.dynamic_sampling:
             return  # exactly GRPO: GRPOConfig's own checks are all that apply
-        if self.max_refill_rounds == 0:
+        if self.efficient_sampling:
+            RolloutScreen(self.skip_below, self.explore_floor, self.explore_doubling)  # validates the screen fields
+            if self.history_size < 1:
+                raise ValueError(f"history_size must be >= 1, got {self.history_size}.")
+        elif self.max_refill_rounds == 0:
             raise ValueError(
-                "max_refill_rounds=0 with dynamic_sampling=True replaces no dropped group: the batch would be GRPO's "
-                "batch reordered. Set max_refill_rounds >= 1, or dynamic_sampling=False and replay=False for GRPO."
+                "max_refill_rounds=0 with dynamic_sampling=True and efficient_sampling=False replaces no dropped "
+                "group: the batch would be GRPO's batch reordered. Set max_refill_rounds >= 1, or "
+                "dynamic_sampling=False and replay=False for GRPO."
             )
         rows_per_process = self.per_device_train_batch_size * self.steps_per_generation
         if rows_per_process % self.num_generations:

@@ -320,21 +320,25 @@ class PlannedGroup:
     key: str
     row: dict[str, Any]
     source: str  # "fresh" (the dataloader's batch), "bank" (replayed) or "refill" (extra dataset prompts)
+    predicted: float | None = None  # predicted probability of passing kappa, None when not predicted
 
 
 @dataclass
 class BatchSelection:
     """Chooses, per process, which generated groups make up the training batch.
 
-    Round 0 is the dataloader's batch. Each process keeps its groups with `p >= kappa` (in order) until it has
-    `groups_per_process`; refill rounds add candidates; `finish()` fills what is still missing with the highest-`p`
-    dropped groups of that process (fallback), so the batch size never changes. All processes run it on the same
-    gathered scores and so take the same decisions.
+    Round 0 is the first generation call. Each process keeps its groups with `p >= kappa` (in order) until it has
+    `groups_per_process`; with `pooled`, a passing group whose own process is full fills a slot of the first process
+    that still has one (its rows move there), so no process trains a fallback group while another one has a passing
+    group to spare. Refill rounds add candidates; `finish()` fills what is still missing with the highest-`p` dropped
+    groups (of the same process, or of any process when pooled), so the batch size never changes. All processes run
+    it on the same gathered scores and so take the same decisions.
     """
 
     num_processes: int
     groups_per_process: int
     kappa: float
+    pooled: bool = False
     chosen: list[list[Candidate]] = field(init=False)
     dropped: list[Candidate] = field(default_factory=list, init=False)
     surplus: list[Candidate] = field(default_factory=list, init=False)
@@ -350,18 +354,31 @@ class BatchSelection:
         for candidate in candidates:
             if candidate.p < self.kappa:
                 self.dropped.append(candidate)
-            elif len(self.chosen[candidate.process]) < self.groups_per_process:
-                self.chosen[candidate.process].append(candidate)
-            else:
+                continue
+            slot = self._process_with_room(candidate.process)
+            if slot is None:
                 self.surplus.append(candidate)
+            else:
+                self.chosen[slot].append(candidate)
 
     def finish(self) -> None:
-        """Fill the remaining slots with the best dropped groups of the same process (recorded in `fallback`)."""
-        for process, chosen in enumerate(self.chosen):
-            best_dropped = sorted((c for c in self.dropped if c.process == process), key=lambda c: -c.p)
-            for candidate in best_dropped[: self.groups_per_process - len(chosen)]:
-                chosen.append(candidate)
+        """Fill the remaining slots with the best dropped groups (recorded in `fallback`)."""
+        for candidate in sorted(self.dropped, key=lambda c: -c.p):
+            slot = self._process_with_room(candidate.process)
+            if slot is not None:
+                self.chosen[slot].append(candidate)
                 self.fallback.append(candidate)
+
+    def moved(self) -> list[Candidate]:
+        """Chosen groups that train on another process than the one that generated them."""
+        return [c for process, chosen in enumerate(self.chosen) for c in chosen if c.process != process]
+
+    def _process_with_room(self, own: int) -> int | None:
+        if len(self.chosen[own]) < self.groups_per_process:
+            return own
+        if self.pooled:
+            return next((i for i, chosen in enumerate(self.chosen) if len(chosen) < self.groups_per_process), None)
+        return None
 
 
 def plan_refill(missing: Sequence[int], bank_rows: int) -> tuple[int, list[int]]:

@@ -129,7 +129,13 @@ class PromptHistory:
     With the default `decay = 0.5` the newest group outweighs all earlier ones together (`1 > 0.5 + 0.25 + ...`):
     a prompt that the policy grows into leaves the skipped range after one re-try (seen all wrong many times, then
     with 8 of 16 right, it is predicted to pass `kappa = 0.8` with probability 0.42), while two or three concordant
-    groups still sharpen the prediction (16 of 16 wrong gives 0.018 after one group, 0.006 after two).
+    groups still sharpen the prediction (16 of 16 wrong gives 0.0065 after one group, 0.0019 after two).
+
+    The default prior is Jeffreys' `Beta(0.5, 0.5)`, the standard non-informative prior of a binomial rate. It puts
+    more mass near 0 and 1 than the uniform prior, in line with what GRESO observed: most prompts sit at the
+    extremes, and a zero-variance group predicts more of them. So one all-wrong group is evidence enough to skip at
+    the settings VCRL uses (`G = 8, kappa = 0.5`: 0.103; `G = 16, kappa = 0.3`: 0.110), where the uniform prior
+    would still predict 0.21 and 0.23.
 
     Non-binary rewards: the prediction uses the binary model on the normalised mean, that is, it predicts what the
     prompt would do if every reward were at one end of its range. That is the widest spread a mean allows: by the
@@ -150,13 +156,13 @@ class PromptHistory:
             Maximum number of prompts remembered, at least 1.
         decay (`float`, *optional*, defaults to `0.5`):
             Weight of a prompt's earlier evidence at each new group of that prompt, in `[0, 1]`.
-        prior (`tuple[float, float]`, *optional*, defaults to `(1.0, 1.0)`):
-            Beta prior `(successes, failures)` of a prompt's pass rate, both > 0. The default is uniform.
+        prior (`tuple[float, float]`, *optional*, defaults to `(0.5, 0.5)`):
+            Beta prior `(successes, failures)` of a prompt's pass rate, both > 0. The default is Jeffreys' prior.
     """
 
     capacity: int
     decay: float = 0.5
-    prior: tuple[float, float] = (1.0, 1.0)
+    prior: tuple[float, float] = (0.5, 0.5)
     records: OrderedDict[str, PromptRecord] = field(default_factory=OrderedDict, init=False)
 
     def __post_init__(self):
@@ -251,13 +257,14 @@ class RolloutScreen:
 
     Defaults and why:
 
-    - `skip_below = 0.1`: a skipped prompt is replaced by a bank prompt (which passed recently) or a dataset prompt
-      (which passes at the run's rate for fresh groups), so a skip gives up a group that passes less than one time in
-      ten for one that usually passes far more often. At the recipes' `G = 16`, `kappa = 0.8` it skips a prompt after
-      one group with 0 or 1 successes out of 16 (predictions 0.018 and 0.074; the same at the other end) but not
-      after 2 (0.17), and, with `PromptHistory`'s default decay, never a prompt whose latest group passed, whatever
-      came before (>= 0.17). Under the warm-up `kappa = 0.3` one all-wrong group is weak evidence (0.23 at `G = 16`)
-      and the prompt is not skipped. `0` turns skipping off.
+    - `skip_below = 0.15`: a skipped prompt is replaced by a bank prompt (which passed recently) or a dataset prompt
+      (predicted to pass, or never seen), so a skip gives up a group that passes less than one time in seven for one
+      that usually passes far more often. With `PromptHistory`'s defaults, at the recipes' `G = 16, kappa = 0.8`, it
+      skips a prompt after one group with 0, 1 or 2 successes out of 16 (predictions 0.007, 0.048, 0.136; the same
+      at the other end), at `G = 8, kappa = 0.5` and `G = 16, kappa = 0.3` after one all-wrong (or all-right) group
+      (0.103, 0.110), but never a prompt whose latest group passed `kappa = 0.8` at `G = 16`, whatever came before
+      (>= 0.153). Under the warm-up `kappa = 0.3` at `G = 8` one all-wrong group is weak evidence (0.287) and the
+      prompt is not skipped. `0` turns skipping off.
     - `explore_floor = 0.05`: a prompt just skipped still costs at most 5% of the rollouts it would have cost
       unscreened, so the screen keeps at least 95% of what it saves.
     - `explore_doubling = 100`: pass rates drift with optimizer updates, so the exploration grows with the steps
@@ -265,7 +272,7 @@ class RolloutScreen:
       or more steps after its last try is rolled out for sure.
 
     Args:
-        skip_below (`float`, *optional*, defaults to `0.1`):
+        skip_below (`float`, *optional*, defaults to `0.15`):
             Predicted pass probability under which a seen prompt is skipped (unless explored), in `[0, 1]`.
         explore_floor (`float`, *optional*, defaults to `0.05`):
             Probability that a prompt predicted to fail is rolled out anyway, right after its last try, in `(0, 1]`.
@@ -275,7 +282,7 @@ class RolloutScreen:
             Seed of the exploration generator.
     """
 
-    skip_below: float = 0.1
+    skip_below: float = 0.15
     explore_floor: float = 0.05
     explore_doubling: int = 100
     seed: int = 0

@@ -1,12 +1,14 @@
+import dataclasses
 import functools
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import textwrap
 import warnings
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +31,7 @@ from .curriculum import (
     plan_refill,
     range_tolerance,
 )
+from .prediction import PredictionTally, PromptHistory, RolloutScreen, refill_groups
 from .rows import row_key
 from .upstream import stop_input_grad_hook_leak
 
@@ -100,16 +103,6 @@ def merge_rows(
     trimmed so the merged batch is as wide as TRL would make it for the same rows. `sequence_level_ratio` (from the
     configuration, never guessed from a shape) says the importance-sampling ratio is one value per row, `(B, 1)`.
     """
-    pad_values = {
-        "prompt_ids": pad_token_id,
-        "completion_ids": pad_token_id,
-        "importance_sampling_ratio": 1.0,
-        "tool_mask": 1,
-        # TRL's KL term exp(ref - logp) - (ref - logp) - 1 is computed at padded positions too, then masked. With
-        # ref = 0 it is exp(-logp), which overflows to inf (inf * 0 = NaN) when the policy's log-prob of the pad
-        # token is below about -88; a very negative ref keeps the term finite, so the mask makes it exactly 0.
-        "ref_per_token_logps": -1e4,
-    }
     prompt_width = max(int(p["prompt_mask"].sum(dim=1).max()) for p in pieces)
     completion_width = max(_content_width(p["completion_mask"]) for p in pieces)
     if pad_to_multiple_of:
@@ -118,12 +111,12 @@ def merge_rows(
     merged = {}
     for key in pieces[0]:
         if key in PROMPT_KEYS:
-            merged[key] = torch.cat([_fit(p[key], prompt_width, pad_values.get(key, 0), left=True) for p in pieces])
+            merged[key] = torch.cat([_fit(p[key], prompt_width, pad_value(key, pad_token_id), left=True) for p in pieces])
         elif key == "importance_sampling_ratio" and sequence_level_ratio:
             merged[key] = torch.cat([p[key] for p in pieces])
         elif key in COMPLETION_KEYS:
             merged[key] = torch.cat(
-                [_fit(p[key], completion_width, pad_values.get(key, 0), left=False) for p in pieces]
+                [_fit(p[key], completion_width, pad_value(key, pad_token_id), left=False) for p in pieces]
             )
         elif key not in _RECOMPUTED:
             raise NotImplementedError(
@@ -131,6 +124,18 @@ def merge_rows(
                 f"set dynamic_sampling=False and replay=False or use a text-only model."
             )
     return merged
+
+
+def pad_value(key: str, pad_token_id: int) -> float:
+    """The value that pads a batch tensor's columns where a row has no tokens."""
+    if key in ("prompt_ids", "completion_ids"):
+        return pad_token_id
+    if key == "ref_per_token_logps":
+        # TRL's KL term exp(ref - logp) - (ref - logp) - 1 is computed at padded positions too, then masked. With
+        # ref = 0 it is exp(-logp), which overflows to inf (inf * 0 = NaN) when the policy's log-prob of the pad
+        # token is below about -88; a very negative ref keeps the term finite, so the mask makes it exactly 0.
+        return -1e4
+    return {"importance_sampling_ratio": 1.0, "tool_mask": 1}.get(key, 0)
 
 
 def _content_width(completion_mask: torch.Tensor) -> int:
@@ -211,6 +216,10 @@ class VCRLTrainer(GRPOTrainer):
             seed=args.seed,
         )
         self.refill_rows = RefillRows(self.train_dataset, seed=args.seed)
+        self.prompt_history = PromptHistory(args.history_size)
+        self.rollout_screen = RolloutScreen(args.skip_below, args.explore_floor, args.explore_doubling, seed=args.seed)
+        self.prediction_tally = PredictionTally()
+        self._step_counts = Counter()  # rollout-economy counts of the current step, logged and reset per step
         self._rollout_step = 0  # generation batches trained so far: the unit of the kappa schedule
         self._warned_fallback = False
         self._round_rewards = None
@@ -275,19 +284,24 @@ class VCRLTrainer(GRPOTrainer):
         return self._curriculum_batch(inputs)
 
     def _curriculum_batch(self, inputs: list[dict]) -> dict:
-        """One VCRL generation batch: generate, filter by `p >= kappa`, refill, update the bank, assemble."""
+        """One VCRL generation batch: screen, generate, filter by `p >= kappa`, refill, update the bank, assemble."""
         G = self.num_generations
         kappa = self.kappa_schedule(self._rollout_step)
-        selection = BatchSelection(self.accelerator.num_processes, len(inputs) // G, kappa)
+        efficient = self.args.efficient_sampling
+        selection = BatchSelection(self.accelerator.num_processes, len(inputs) // G, kappa, pooled=efficient)
         planned = [PlannedGroup(row_key(row), row, "fresh") for row in gather_object(inputs[::G])]
+        if efficient:
+            planned = self._screen_first_round(planned, kappa)
         self._take_completion_logs()  # the previous batch's rows: replaced by this batch's trained rows
-        rounds = [self._generate_round(planned, selection, round_index=0)]
-        # TRL's own metrics and completions keep describing the first-pass sample of the dataset: refill rounds
-        # replay selected prompts, which would bias them. Their cost shows in the vcrl/ metrics.
+        rounds = [self._generate_round(planned, selection, kappa, round_index=0)]
+        # TRL's own metrics and completions keep describing the first generation call: refill rounds replay
+        # selected prompts, which would bias them. Their cost shows in the vcrl/ metrics.
         first_pass_metrics = {name: len(values) for name, values in self._metrics["train"].items()}
         while max(selection.missing()) > 0 and len(rounds) <= self.args.max_refill_rounds:
-            planned = self._plan_next_round(selection, rounds)
-            rounds.append(self._generate_round(planned, selection, round_index=len(rounds)))
+            planned = self._plan_next_round(selection, rounds, kappa)
+            if not planned:  # every prompt left is predicted to fail: the fallback costs no rollouts
+                break
+            rounds.append(self._generate_round(planned, selection, kappa, round_index=len(rounds)))
         self._truncate_metrics(first_pass_metrics)
         selection.finish()
         self._warn_fallback_once(selection, kappa, len(rounds) - 1)
@@ -298,25 +312,40 @@ class VCRLTrainer(GRPOTrainer):
         self._rollout_step += 1
         return batch
 
-    def _generate_round(self, planned: list[PlannedGroup], selection: BatchSelection, round_index: int) -> "_Round":
+    def _generate_round(
+        self, planned: list[PlannedGroup], selection: BatchSelection, kappa: float, round_index: int
+    ) -> "_Round":
         """Generate and score the planned groups (this process's share), score each group and offer it."""
         G, rank = self.num_generations, self.accelerator.process_index
         per_process = len(planned) // self.accelerator.num_processes
         local = planned[rank * per_process : (rank + 1) * per_process]
         # Whole groups of G identical rows, as TRL's RepeatSampler gives them.
         output = super()._generate_and_score_completions([dict(group.row) for group in local for _ in range(G)])
-        scores = group_scores(self._combined_rewards(self._round_rewards).tolist(), G, tuple(self.args.reward_range))
+        combined = self._combined_rewards(self._round_rewards).tolist()
+        scores = group_scores(combined, G, tuple(self.args.reward_range))
         candidates = [
             Candidate(process=g // per_process, round=round_index, index=g % per_process, p=p, source=group.source,
                       key=group.key)  # fmt: skip
             for g, (p, group) in enumerate(zip(scores, planned))
         ]
+        if self.args.efficient_sampling:
+            self._observe(planned, combined, scores, kappa)
         selection.offer(candidates)
         return _Round(output, self._round_rewards, per_process, candidates, planned, self._take_completion_logs())
 
-    def _plan_next_round(self, selection: BatchSelection, rounds: list["_Round"]) -> list[PlannedGroup]:
-        """Bank prompts first, then dataset prompts, none of them generated earlier in this step."""
+    def _plan_next_round(
+        self, selection: BatchSelection, rounds: list["_Round"], kappa: float
+    ) -> list[PlannedGroup]:
+        """Bank prompts first, then dataset prompts, none of them generated earlier in this step.
+
+        The paper's procedure: every process generates as many groups as the process missing most, each filling its
+        own slots. Efficient sampling: the round is sized from the predicted pass rates of the prompts it draws, for
+        what is missing over all processes, spread evenly (passing groups are pooled), and skips prompts predicted
+        to fail.
+        """
         seen = {c.key for r in rounds for c in r.candidates}
+        if self.args.efficient_sampling:
+            return self._plan_predicted_round(sum(selection.missing()), selection.groups_per_process, seen, kappa)
         per_process, from_bank = plan_refill(selection.missing(), self.replay_bank.available(exclude=seen))
         taken = self.replay_bank.take(sum(from_bank), exclude=seen)
         seen.update(key for key, _ in taken)  # not drawn again from the dataset in this round
@@ -331,6 +360,81 @@ class VCRLTrainer(GRPOTrainer):
                     seen.add(key)
                     planned.append(PlannedGroup(key, row, "refill"))
         return planned
+
+    # ---------------------------------------------------------------- rollout economy
+    def _screen_first_round(self, planned: list[PlannedGroup], kappa: float) -> list[PlannedGroup]:
+        """Replace the prompts predicted to fail `kappa` before any rollout is spent on them: by bank prompts first,
+        then by dataset prompts predicted to pass or never seen. A prompt with no such replacement stays."""
+        seen = {group.key for group in planned}
+        screened = []
+        for group in planned:
+            predicted = self.prompt_history.predict(group.key, self.num_generations, kappa)
+            replacement = None if self._worth_generating(group.key, kappa) else self._replacement(seen, kappa)
+            if replacement is None:
+                screened.append(dataclasses.replace(group, predicted=predicted))
+                continue
+            self._step_counts["skipped_before_rollout"] += 1
+            self._step_counts["bank_in_first_call"] += replacement.source == "bank"
+            seen.add(replacement.key)
+            screened.append(replacement)
+        return screened
+
+    def _plan_predicted_round(self, missing: int, cap: int, seen: set[str], kappa: float) -> list[PlannedGroup]:
+        """Draw prompts until the round, sized by `refill_groups` from their predictions, is likely to fill
+        `missing` slots; at most `cap` groups per process, the same number on every process."""
+        processes = self.accelerator.num_processes
+        unseen = self._step_counts["unseen_groups"]
+        unseen_rate = self._step_counts["unseen_passed"] / unseen if unseen else 0.5
+        planned = []
+        while len(planned) < processes * cap:
+            per_process = refill_groups(missing, [g.predicted for g in planned], processes, cap, unseen_rate)
+            if len(planned) >= processes * per_process:
+                break
+            group = self._replacement(seen, kappa)
+            if group is None:
+                break
+            seen.add(group.key)
+            planned.append(group)
+        while planned and len(planned) % processes:  # generation is collective: equal shares on every process
+            key, row = self.refill_rows.draw(exclude=seen)
+            seen.add(key)
+            planned.append(PlannedGroup(key, row, "refill", self.prompt_history.predict(key, self.num_generations,
+                                                                                      kappa)))  # fmt: skip
+        return planned
+
+    def _replacement(self, seen: set[str], kappa: float) -> PlannedGroup | None:
+        """The best bank prompt, else a dataset prompt worth generating, else `None` (none found in a few draws)."""
+        G = self.num_generations
+        for key, row in self.replay_bank.take(1, exclude=seen):
+            return PlannedGroup(key, row, "bank", self.prompt_history.predict(key, G, kappa))
+        for _ in range(self.refill_rows.attempts):
+            key, row = self.refill_rows.draw(exclude=seen)
+            if key in seen:
+                continue
+            if self._worth_generating(key, kappa):
+                return PlannedGroup(key, row, "refill", self.prompt_history.predict(key, G, kappa))
+            seen.add(key)  # skipped: not drawn again in this step
+            self._step_counts["skipped_before_rollout"] += 1
+        return None
+
+    def _worth_generating(self, key: str, kappa: float) -> bool:
+        return self.rollout_screen.should_roll_out(
+            self.prompt_history, key, self.num_generations, kappa, self._rollout_step
+        )
+
+    def _observe(self, planned: list[PlannedGroup], combined: list[float], scores: list[float], kappa: float) -> None:
+        """Record each generated group in the prompt history, and how good its prediction was."""
+        G = self.num_generations
+        low, high = self.args.reward_range
+        for g, (group, p) in enumerate(zip(planned, scores)):
+            valid = [r for r in combined[g * G : (g + 1) * G] if not math.isnan(r)]
+            self.prediction_tally.record(group.predicted, p >= kappa)
+            if group.predicted is None:
+                self._step_counts["unseen_groups"] += 1
+                self._step_counts["unseen_passed"] += p >= kappa
+            if valid:
+                mean01 = min(max((sum(valid) / len(valid) - low) / (high - low), 0.0), 1.0)
+                self.prompt_history.observe(group.key, mean01, len(valid), self._rollout_step)
 
     def _truncate_metrics(self, first_pass_lengths: dict[str, int]) -> None:
         """Drop the TRL metrics that refill rounds appended after the first pass."""
@@ -394,15 +498,21 @@ class VCRLTrainer(GRPOTrainer):
             trained_rewards, self.reward_weights, G, self.scale_rewards, self.multi_objective_aggregation
         )
         first_batch_only = all(
-            [(c.round, c.index) for c in chosen] == [(0, i) for i in range(selection.groups_per_process)]
-            for chosen in selection.chosen
+            [(c.round, c.process, c.index) for c in chosen] == [(0, process, i) for i in range(len(chosen))]
+            for process, chosen in enumerate(selection.chosen)
         )
         if first_batch_only:  # nothing swapped anywhere: TRL's batch and advantages are already right
             return rounds[0].output, advantages
+        # Rows of groups that train on another process travel: every process gathers those rounds (collective).
+        moved_rounds = sorted({c.round for c in selection.moved()})
+        gathered = {r: self._gather_output(rounds[r].output) for r in moved_rounds}
         pieces = []
         for c in selection.chosen[rank]:
-            local_rows = slice(c.index * G, (c.index + 1) * G)
-            pieces.append({k: v[local_rows] for k, v in rounds[c.round].output.items() if k not in _RECOMPUTED})
+            if c.process == rank:
+                source, start = rounds[c.round].output, c.index * G
+            else:
+                source, start = gathered[c.round], _global_rows(c, rounds, G).start
+            pieces.append({k: v[start : start + G] for k, v in source.items() if k not in _RECOMPUTED})
         sequence_level = self.use_vllm and self.vllm_importance_sampling_mode in SEQUENCE_LEVEL_IS_MODES
         batch = merge_rows(pieces, self._tokenizer.pad_token_id, self.pad_to_multiple_of, sequence_level)
         rows = selection.groups_per_process * G
@@ -410,6 +520,18 @@ class VCRLTrainer(GRPOTrainer):
         loss_mask = batch["completion_mask"] * batch["tool_mask"] if "tool_mask" in batch else batch["completion_mask"]
         batch["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
         return batch, advantages
+
+    def _gather_output(self, output: dict) -> dict:
+        """One generation call's row tensors from every process, padded to a common width, in global row order."""
+        gathered = {}
+        for key, tensor in output.items():
+            if key in _RECOMPUTED:
+                continue
+            padded = self.accelerator.pad_across_processes(
+                tensor, dim=1, pad_index=pad_value(key, self._tokenizer.pad_token_id), pad_first=key in PROMPT_KEYS
+            )
+            gathered[key] = self.accelerator.gather(padded)
+        return gathered
 
     def _take_completion_logs(self) -> dict[str, list]:
         """Take and clear the completions-table rows TRL logged since the last call (global row order).
@@ -460,6 +582,14 @@ class VCRLTrainer(GRPOTrainer):
         metrics["vcrl/rollouts_per_trained_group"].append(sum(len(r.candidates) for r in rounds) / len(trained))
         nonzero = advantages.view(-1, self.num_generations).ne(0).any(dim=1).float().mean().item()
         metrics["vcrl/nonzero_advantage_fraction"].append(nonzero)
+        if self.args.efficient_sampling:
+            metrics["vcrl/skipped_before_rollout"].append(self._step_counts["skipped_before_rollout"])
+            metrics["vcrl/bank_in_first_call"].append(self._step_counts["bank_in_first_call"])
+            metrics["vcrl/groups_moved"].append(len(selection.moved()))
+            tally = self.prediction_tally.pop()
+            if tally.accuracy is not None:  # TRL averages what each step appended: no value when nothing was predicted
+                metrics["vcrl/prediction_accuracy"].append(tally.accuracy)
+        self._step_counts.clear()
 
     # ---------------------------------------------------------------- checkpoints
     def train(self, resume_from_checkpoint=None, *train_args, **train_kwargs):
@@ -497,6 +627,8 @@ class VCRLTrainer(GRPOTrainer):
         return {
             "replay_bank": self.replay_bank.state_dict(),
             "refill_rows": self.refill_rows.state_dict(),
+            "prompt_history": self.prompt_history.state_dict(),
+            "rollout_screen": self.rollout_screen.state_dict(),
             "rollout_step": self._rollout_step,
             "kappa": self.kappa_schedule(self._rollout_step),
             "warned_fallback": self._warned_fallback,
@@ -513,6 +645,8 @@ class VCRLTrainer(GRPOTrainer):
                 removed["past_replay_limit"], removed["over_capacity"], len(self.replay_bank),
             )  # fmt: skip
         self.refill_rows.load_state_dict(state["refill_rows"])
+        self.prompt_history.load_state_dict(state["prompt_history"])
+        self.rollout_screen.load_state_dict(state["rollout_screen"])
         self._rollout_step = state["rollout_step"]
         self._warned_fallback = state["warned_fallback"]
 

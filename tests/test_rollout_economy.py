@@ -1,0 +1,66 @@
+"""Efficient sampling on a synthetic multi-epoch task with known pass rates: "easy" prompts always pass, "hard" never
+(both have p = 0), "coin" prompts score a hash bit of each completion (pass kappa=0.5 at G=8 with probability 0.93).
+
+Perfect foresight would generate only coin prompts: 1/0.93 = 1.08 generated groups per trained group.
+"""
+
+import pytest
+from conftest import coin_reward, toy_dataset
+from test_trainer import Recorder, groups_of, logged, make_trainer
+
+from trl_vcrl import normalized_variance
+
+KAPPA = 0.5
+SETTINGS = dict(per_device_train_batch_size=32, num_generations=8, kappa_schedule=[f"0:{KAPPA}"], max_steps=30)
+EPOCH = 6  # 24 prompts, 4 groups per step
+
+
+def train_and_count(model, tokenizer, base_args, **settings):
+    """Train 5 epochs; return the trainer, the recorder, and the kinds of the generated groups per rollout step."""
+    generated = {}
+
+    def counting_reward(completions, kind, **kwargs):
+        step = trainer._rollout_step
+        generated.setdefault(step, []).extend(kind[:: SETTINGS["num_generations"]])
+        return coin_reward(completions, kind)
+
+    counting_reward.__name__ = "coin_reward"
+    trainer = make_trainer(
+        model, tokenizer, base_args, dataset=toy_dataset(size=24), reward=counting_reward, **SETTINGS, **settings
+    )
+    recorder = Recorder(trainer)
+    trainer.train()
+    return trainer, recorder, generated
+
+
+def test_uninformative_prompts_are_skipped_after_the_first_epoch(model, tokenizer, base_args):
+    trainer, recorder, generated = train_and_count(model, tokenizer, base_args)
+    first_epoch = [kind for step in range(EPOCH) for kind in generated[step]]
+    later = [kind for step in range(2 * EPOCH, 5 * EPOCH) for kind in generated[step]]
+    assert first_epoch.count("easy") + first_epoch.count("hard") >= 12  # nothing is known yet: all are tried
+    assert (later.count("easy") + later.count("hard")) / len(later) <= 0.15  # the exploration floor, not more
+    trained_groups = 4 * 3 * EPOCH
+    assert len(later) / trained_groups <= 1.3
+    # Every group that reaches the loss passes kappa (decoded and re-scored), fallback excepted (none after epoch 1).
+    assert sum(logged(trainer, "vcrl/groups_from_fallback")[EPOCH:]) == 0
+    for batch in recorder.loss_inputs[2 * EPOCH :]:
+        assert all(normalized_variance(r) >= KAPPA for r in groups_of(batch, tokenizer).values())
+    assert sum(logged(trainer, "vcrl/skipped_before_rollout")) > 0
+    assert sum(logged(trainer, "vcrl/bank_in_first_call")) > 0
+    assert sum(logged(trainer, "vcrl/prediction_accuracy")[2 * EPOCH :]) / (3 * EPOCH) >= 0.8
+
+
+def test_paper_procedure_generates_every_drawn_prompt(model, tokenizer, base_args):
+    """The switch restores the paper's procedure: no skipping, so uninformative prompts keep costing rollouts."""
+    trainer, _, generated = train_and_count(model, tokenizer, base_args, efficient_sampling=False)
+    later = [kind for step in range(2 * EPOCH, 5 * EPOCH) for kind in generated[step]]
+    assert (later.count("easy") + later.count("hard")) / len(later) >= 0.4
+    assert len(later) / (4 * 3 * EPOCH) >= 1.5
+    assert "vcrl/skipped_before_rollout" not in trainer.state.log_history[0]
+
+
+@pytest.mark.parametrize("efficient_sampling", [True, False])
+def test_rollout_cost_metric_counts_every_generated_group(model, tokenizer, base_args, efficient_sampling):
+    trainer, _, generated = train_and_count(model, tokenizer, base_args, efficient_sampling=efficient_sampling)
+    per_step = logged(trainer, "vcrl/rollouts_per_trained_group")
+    assert per_step == pytest.approx([len(generated[step]) / 4 for step in range(5 * EPOCH)])
