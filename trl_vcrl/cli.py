@@ -167,13 +167,11 @@ def resolve_config(config: str) -> str:
 
 
 def resolve_config_args(argv: list[str]) -> list[str]:
-    """`argv` of `trl-vcrl train` with its `--config` value (`--config X` or `--config=X`) resolved to a file."""
+    """`argv` of `trl-vcrl train` with the value of its `--config` resolved to a file."""
     argv = list(argv)
-    for index, arg in enumerate(argv):
-        if arg == "--config" and index + 1 < len(argv):
+    for index, arg in enumerate(argv[:-1]):
+        if arg == "--config":
             argv[index + 1] = resolve_config(argv[index + 1])
-        elif arg.startswith("--config="):
-            argv[index] = "--config=" + resolve_config(arg.removeprefix("--config="))
     return argv
 
 
@@ -268,11 +266,7 @@ def train(script_args, training_args, model_args):
 
     train_dataset = load_train_dataset(script_args, training_args.seed)
     if script_args.max_prompt_length is not None:
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_args.model_name_or_path,
-            revision=model_args.model_revision,
-            trust_remote_code=model_args.trust_remote_code,
-        )
+        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
         train_dataset = drop_long_prompts(
             train_dataset, tokenizer, script_args.max_prompt_length, training_args.chat_template_kwargs
         )
