@@ -5,6 +5,7 @@
   (all of `GRPOConfig`) and `trl.ModelConfig` is a YAML key or a flag; flags override the YAML (TRL's `TrlParser`,
   the format of `trl grpo`).
 - `trl-vcrl recipes [NAME]`: lists the bundled recipes and accelerate configs, or prints the path of one.
+- `trl-vcrl smoke`: a few VCRL steps with vLLM on this machine's GPUs, checked ([`~trl_vcrl.smoke`]).
 - `trl-vcrl eval --model PATH [--benchmarks aime24,...] [--k 4]`: avg@k and pass@k on the paper's benchmarks.
 - `trl-vcrl demo`: the offline default run, a real VCRL training of SmolLM2-135M-Instruct on CPU.
 """
@@ -424,6 +425,10 @@ def make_parser() -> argparse.ArgumentParser:
     recipes_parser.add_argument(
         "name", nargs="?", help="a recipe (qwen3_4b_base_vcrl) or accelerate config (accelerate/zero3): print its path"
     )
+    smoke_parser = commands.add_parser(
+        "smoke", help="a few VCRL steps with vLLM on this machine's GPUs (colocate, then server mode); skips without one"
+    )
+    smoke_parser.add_argument("--output_dir", default="runs/smoke")
 
     eval_parser = commands.add_parser("eval", help="avg@k and pass@k on the paper's math benchmarks")
     eval_parser.add_argument("--model", required=True, help="Hub id or local directory of the model to evaluate.")
@@ -494,6 +499,12 @@ def main(argv=None) -> None:
     parsed = make_parser().parse_args(argv)
     if parsed.command == "recipes":
         print_recipes(parsed.name)
+    elif parsed.command == "smoke":
+        from .smoke import smoke
+
+        exit_code = smoke(parsed.output_dir)
+        if exit_code:
+            sys.exit(exit_code)
     elif parsed.command == "eval":
         results = run_eval(parsed)
         print(format_table(results, parsed.k))
