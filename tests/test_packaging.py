@@ -1,5 +1,6 @@
 """The built distributions work outside a clone: the wheel and sdist hold the recipes and the LICENSE, and a wheel
-installed into a fresh virtual environment runs `trl-vcrl --help`, lists its recipes and loads one by name.
+installed into a fresh virtual environment runs `trl-vcrl --help`, lists its recipes and loads one by name. The
+quickstart notebook's install cell stops with a clear message when it cannot install.
 
 The fresh environment gets the wheel only (`--no-deps`); its dependencies come from the test interpreter's
 site-packages through a `.pth` line, so the test runs offline and in seconds. A directory added by a `.pth` line has
@@ -103,3 +104,36 @@ print(json.dumps({"package": trl_vcrl.__file__, "model": model_args.model_name_o
     listing = "\n".join(output[:-2])
     for name in ("qwen3_4b_base_vcrl", "qwen3_0.6b_base_vcrl_lora", "accelerate/zero3", "accelerate/fsdp2"):
         assert f"  {name} " in listing
+
+
+def install_cell() -> str:
+    notebook = json.loads((REPO_ROOT / "notebooks" / "quickstart.ipynb").read_text())
+    code = ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    (source,) = [source for source in code if "TRL_VCRL_REVISION" in source]
+    return source
+
+
+@pytest.mark.parametrize(
+    "repository, message",
+    [
+        ("", "trl-vcrl is not installed: set TRL_VCRL_REPOSITORY at the top of this cell"),
+        # the bare interpreter has no pip: the install fails, and the cell says so instead of going on
+        ("https://example.invalid/trl-vcrl.git", "Installing trl-vcrl[offline] @ git+https://example.invalid/"),
+    ],
+)
+def test_quickstart_install_cell_stops_with_a_clear_message(tmp_path, repository, message):
+    """The notebook's install cell, run by a bare Python 3.11 outside a clone, where trl_vcrl is not importable."""
+    run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], cwd=tmp_path)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"} | {
+        "TRL_VCRL_REPOSITORY": repository,
+        "PATH": "/usr/bin:/bin",  # no nvidia-smi
+    }
+    result = subprocess.run(
+        [str(tmp_path / "bare" / "bin" / "python"), "-c", install_cell()],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "RuntimeError: " + message in result.stderr, result.stderr
