@@ -130,7 +130,9 @@ def test_config_takes_a_bundled_recipe_name(tmp_path):
         )
         assert model_args.model_name_or_path == "Qwen/Qwen3-4B-Base" and training_args.max_steps == 500
         assert script_args.max_prompt_length == 1024
-    with pytest.raises(ValueError, match=r"--config 'qwen3_4b_vcrl' is neither an existing file nor a bundled recipe; "):
+    with pytest.raises(
+        ValueError, match=r"--config 'qwen3_4b_vcrl' is neither an existing file nor a bundled recipe; "
+    ):
         main(["train", "--config", "qwen3_4b_vcrl"])
 
 
@@ -152,7 +154,9 @@ def test_drop_long_prompts_by_templated_length(tokenizer, conversational, caplog
     lengths = prompt_token_lengths(dataset, tokenizer, batch_size=5)  # several batches
     for row, length in zip(dataset, lengths):  # the length TRL's generation sees
         if conversational:
-            ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)
+            ids = tokenizer.apply_chat_template(
+                row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+            )
             assert length == len(ids["input_ids"])
         else:
             assert length == len(tokenizer(text=row["prompt"])["input_ids"])

@@ -41,7 +41,10 @@ def dists(tmp_path_factory) -> dict[str, Path]:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("trl_vcrl", "tests"):
         shutil.copytree(REPO_ROOT / name, source / name, ignore=ignore)
-    run([sys.executable, "-c", "from setuptools import build_meta as b; b.build_sdist('dist'); b.build_wheel('dist')"], source)
+    run(
+        [sys.executable, "-c", "from setuptools import build_meta as b; b.build_sdist('dist'); b.build_wheel('dist')"],
+        source,
+    )
     (sdist,), (wheel,) = (source / "dist").glob("*.tar.gz"), (source / "dist").glob("*.whl")
     return {"sdist": sdist, "wheel": wheel}
 
@@ -76,7 +79,9 @@ def test_installed_wheel_runs_outside_a_clone(dists, tmp_path):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     python = venv / "bin" / "python"
-    (purelib,) = json.loads(run([str(python), "-c", "import site, json; print(json.dumps(site.getsitepackages()))"], tmp_path))
+    (purelib,) = json.loads(
+        run([str(python), "-c", "import site, json; print(json.dumps(site.getsitepackages()))"], tmp_path)
+    )
     (Path(purelib) / "test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q"]
     run([*pip, str(dists["wheel"])], cwd=tmp_path)

@@ -426,7 +426,8 @@ def make_parser() -> argparse.ArgumentParser:
         "name", nargs="?", help="a recipe (qwen3_4b_base_vcrl) or accelerate config (accelerate/zero3): print its path"
     )
     smoke_parser = commands.add_parser(
-        "smoke", help="a few VCRL steps with vLLM on this machine's GPUs (colocate, then server mode); skips without one"
+        "smoke",
+        help="a few VCRL steps with vLLM on this machine's GPUs (colocate, then server mode); skips without one",
     )
     smoke_parser.add_argument("--output_dir", default="runs/smoke")
 
