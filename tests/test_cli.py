@@ -7,8 +7,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from transformers import AutoTokenizer
 
-from trl_vcrl.cli import load_train_dataset, main, make_train_parser
+from trl_vcrl.cli import (
+    RECIPES_DIR,
+    bundled_recipes,
+    load_train_dataset,
+    main,
+    make_train_parser,
+    resolve_config_args,
+    train,
+)
+from trl_vcrl.data import arithmetic_curriculum_dataset, drop_long_prompts, prompt_token_lengths
 from trl_vcrl.evaluation import (
     evaluate,
     format_table,
@@ -113,6 +123,70 @@ def test_local_dapo_file_with_sample_limit(tmp_path, conversational):
     assert isinstance(dataset[0]["prompt"], list if conversational else str)
 
 
+def test_config_takes_a_bundled_recipe_name(tmp_path):
+    for config in (["--config", "qwen3_4b_base_vcrl"], ["--config", "qwen3_4b_base_vcrl.yaml"]):
+        script_args, training_args, model_args = make_train_parser().parse_args_and_config(
+            args=[*resolve_config_args(config), "--use_cpu", "true"]
+        )
+        assert model_args.model_name_or_path == "Qwen/Qwen3-4B-Base" and training_args.max_steps == 500
+        assert script_args.max_prompt_length == 1024
+    with pytest.raises(
+        ValueError, match=r"--config 'qwen3_4b_vcrl' is neither an existing file nor a bundled recipe; "
+    ):
+        main(["train", "--config", "qwen3_4b_vcrl"])
+
+
+def test_recipes_command_lists_and_locates(capsys):
+    main(["recipes"])
+    listing = capsys.readouterr().out
+    for name in bundled_recipes():
+        assert f"  {name} " in listing
+    assert "VCRL on Qwen3-4B-Base, the paper's setting (arXiv 2509.19803, §4)." in listing
+    main(["recipes", "accelerate/zero3"])
+    assert capsys.readouterr().out.strip() == str(RECIPES_DIR / "accelerate" / "zero3.yaml")
+    with pytest.raises(ValueError, match=r"No bundled recipe 'zero4'; bundled recipes are \['accelerate/fsdp2'"):
+        main(["recipes", "zero4"])
+
+
+@pytest.mark.parametrize("conversational", [True, False])
+def test_drop_long_prompts_by_templated_length(tokenizer, conversational, caplog):
+    dataset = arithmetic_curriculum_dataset(size=32, seed=0, conversational=conversational)
+    lengths = prompt_token_lengths(dataset, tokenizer, batch_size=5)  # several batches
+    for row, length in zip(dataset, lengths):  # the length TRL's generation sees
+        if conversational:
+            ids = tokenizer.apply_chat_template(
+                row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+            )
+            assert length == len(ids["input_ids"])
+        else:
+            assert length == len(tokenizer(text=row["prompt"])["input_ids"])
+    limit = sorted(lengths)[len(lengths) // 2]
+    expected = [row for row, length in zip(dataset, lengths) if length <= limit]
+    assert 0 < len(expected) < len(dataset)
+    with caplog.at_level("INFO", logger="trl_vcrl.data"):
+        kept = drop_long_prompts(dataset, tokenizer, limit)
+    assert kept.to_list() == expected
+    assert f"Dropped {len(dataset) - len(expected)} of 32 training prompts longer than max_prompt_length={limit}" in (
+        caplog.text
+    )
+    with pytest.raises(ValueError, match=rf"max_prompt_length={min(lengths) - 1}: every one of the 32 prompts"):
+        drop_long_prompts(dataset, tokenizer, min(lengths) - 1)
+
+
+def test_colocate_engine_length_must_hold_prompt_and_completion(tmp_path):
+    values = {**CPU_SETTINGS, "use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 100}
+    values |= {"model_name_or_path": "unused", "max_completion_length": 64, "output_dir": str(tmp_path)}
+    config = write_yaml(tmp_path / "recipe.yaml", values)
+    parser = make_train_parser()
+    with pytest.raises(ValueError, match=r"vllm_max_model_length=100 needs max_prompt_length"):
+        train(*parser.parse_args_and_config(args=["--config", str(config)]))
+    message = r"max_prompt_length=40 \+ max_completion_length=64 exceeds vllm_max_model_length=100"
+    with pytest.raises(ValueError, match=message):
+        train(*parser.parse_args_and_config(args=["--config", str(config), "--max_prompt_length", "40"]))
+    with pytest.raises(ValueError, match="max_prompt_length must be >= 1, got 0"):
+        parser.parse_args_and_config(args=["--config", str(config), "--max_prompt_length", "0"])
+
+
 def tiny_run_settings(tmp_path: Path, model_dir: Path) -> dict:
     return {
         **CPU_SETTINGS,
@@ -137,9 +211,17 @@ def tiny_run_settings(tmp_path: Path, model_dir: Path) -> dict:
 
 
 @pytest.mark.filterwarnings(FALLBACK_WARNING)
-def test_train_runs_from_yaml_and_saves(tmp_path, tiny_model_dir):
+def test_train_runs_from_yaml_and_saves(tmp_path, tiny_model_dir, caplog):
     config = write_yaml(tmp_path / "recipe.yaml", tiny_run_settings(tmp_path, tiny_model_dir))
-    main(["train", "--config", str(config), "--max_steps", "2"])  # the flag overrides max_steps: 5
+    script_args, training_args, _ = make_train_parser().parse_args_and_config(args=["--config", str(config)])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lengths = prompt_token_lengths(load_train_dataset(script_args, training_args.seed), tokenizer)
+    limit = sorted(lengths)[len(lengths) // 2]
+    dropped = sum(length > limit for length in lengths)
+    assert 0 < dropped < len(lengths)
+    # the flag overrides max_steps: 5; prompts longer than the limit are dropped when loading, and counted in the log
+    main(["train", "--config", str(config), "--max_steps", "2", "--max_prompt_length", str(limit)])
+    assert f"Dropped {dropped} of {len(lengths)} training prompts longer than max_prompt_length={limit}" in caplog.text
 
     output_dir = tmp_path / "out"
     state = json.loads((output_dir / "trainer_state.json").read_text())

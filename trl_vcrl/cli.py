@@ -1,8 +1,11 @@
 """`trl-vcrl`: VCRL training from YAML recipes, benchmark evaluation, and the offline demo.
 
-- `trl-vcrl train --config recipes/X.yaml [--field value ...]`: trains with [`VCRLTrainer`]. Every field of
-  `VCRLScriptArguments`, `VCRLConfig` (all of `GRPOConfig`) and `trl.ModelConfig` is a YAML key or a flag; flags
-  override the YAML (TRL's `TrlParser`, the format of `trl grpo`).
+- `trl-vcrl train --config NAME_OR_PATH [--field value ...]`: trains with [`VCRLTrainer`]. `--config` takes a YAML
+  file or the name of a bundled recipe (`qwen3_4b_base_vcrl`). Every field of `VCRLScriptArguments`, `VCRLConfig`
+  (all of `GRPOConfig`) and `trl.ModelConfig` is a YAML key or a flag; flags override the YAML (TRL's `TrlParser`,
+  the format of `trl grpo`).
+- `trl-vcrl recipes [NAME]`: lists the bundled recipes and accelerate configs, or prints the path of one.
+- `trl-vcrl smoke`: a few VCRL steps with vLLM on this machine's GPUs, checked ([`~trl_vcrl.smoke`]).
 - `trl-vcrl eval --model PATH [--benchmarks aime24,...] [--k 4]`: avg@k and pass@k on the paper's benchmarks.
 - `trl-vcrl demo`: the offline default run, a real VCRL training of SmolLM2-135M-Instruct on CPU.
 """
@@ -11,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +42,8 @@ DAPO_MATH_NAMES = ("dapo-math-17k", "BytedTsinghua-SIA/DAPO-Math-17k")
 LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
 # Rows generated for `dataset_name: arithmetic` when `max_train_samples` is not set.
 ARITHMETIC_DEFAULT_SIZE = 512
+# The recipes ship inside the package (package data), so they work after a plain `pip install`.
+RECIPES_DIR = Path(__file__).parent / "recipes"
 
 
 @dataclass
@@ -60,6 +66,11 @@ class VCRLScriptArguments:
         reward_funcs (`list[str]`, *optional*, defaults to `["accuracy"]`):
             Reward functions of `trl_vcrl.rewards` by name: `"accuracy"` (math-verify, the paper's binary reward) and
             `"format"` (exactly one boxed answer). Several are combined with `reward_weights` of the training config.
+        max_prompt_length (`int`, *optional*):
+            Drop training prompts longer than this many tokens after templating, and log how many
+            ([`~trl_vcrl.data.drop_long_prompts`]). TRL 1.16 has no prompt-length limit, and a vLLM engine refuses a
+            prompt plus `max_completion_length` tokens beyond its context length, which ends the run. `None` keeps
+            every prompt.
     """
 
     dataset_name: str = field(
@@ -91,6 +102,15 @@ class VCRLScriptArguments:
             "paper's math-verify reward, format checks for exactly one boxed answer. Weighted by reward_weights."
         },
     )
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Drop training prompts longer than this many tokens after templating (the count is logged). A "
+            "vLLM engine refuses a prompt plus max_completion_length tokens beyond its context length, which ends "
+            "the run; keep max_prompt_length + max_completion_length <= the engine's max model length. Unset keeps "
+            "every prompt."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.reward_funcs, str):  # a single name from a YAML scalar
@@ -109,6 +129,72 @@ class VCRLScriptArguments:
             )
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"max_train_samples must be >= 1, got {self.max_train_samples}.")
+        if self.max_prompt_length is not None and self.max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be >= 1, got {self.max_prompt_length}.")
+
+
+def bundled_recipes() -> dict[str, Path]:
+    """The recipes shipped with the package by name: training configs by file stem (`qwen3_4b_base_vcrl`),
+    accelerate configs as `accelerate/<stem>` (`accelerate/zero3`)."""
+    paths = sorted(RECIPES_DIR.glob("*.yaml")) + sorted(RECIPES_DIR.glob("accelerate/*.yaml"))
+    return {path.relative_to(RECIPES_DIR).with_suffix("").as_posix(): path for path in paths}
+
+
+def recipe_summary(path: Path) -> str:
+    """The first sentence of a recipe's header comment."""
+    header = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("# ").strip())
+    text = " ".join(header)
+    match = re.match(r"(.+?\.)(\s|$)", text)
+    return match.group(1) if match else text
+
+
+def resolve_config(config: str) -> str:
+    """The YAML file a `--config` value names: an existing file as given, otherwise a bundled training recipe by name
+    (with or without `.yaml`)."""
+    if Path(config).is_file():
+        return config
+    name = config.removesuffix(".yaml")
+    recipes = {name: path for name, path in bundled_recipes().items() if not name.startswith("accelerate/")}
+    if name in recipes:
+        return str(recipes[name])
+    raise ValueError(
+        f"--config {config!r} is neither an existing file nor a bundled recipe; bundled recipes are {sorted(recipes)} "
+        "(`trl-vcrl recipes` lists them)."
+    )
+
+
+def resolve_config_args(argv: list[str]) -> list[str]:
+    """`argv` of `trl-vcrl train` with the value of its `--config` resolved to a file."""
+    argv = list(argv)
+    for index, arg in enumerate(argv[:-1]):
+        if arg == "--config":
+            argv[index + 1] = resolve_config(argv[index + 1])
+    return argv
+
+
+def print_recipes(name: str | None) -> None:
+    """`trl-vcrl recipes`: list the bundled recipes, or print the path of the one named."""
+    recipes = bundled_recipes()
+    if name is not None:
+        key = name.removesuffix(".yaml")
+        if key not in recipes:
+            raise ValueError(f"No bundled recipe {name!r}; bundled recipes are {sorted(recipes)}.")
+        print(recipes[key])
+        return
+    width = max(len(key) for key in recipes)
+    print("Training recipes (trl-vcrl train --config NAME):")
+    for key, path in recipes.items():
+        if not key.startswith("accelerate/"):
+            print(f"  {key:<{width}}  {recipe_summary(path)}")
+    print('Accelerate configs (accelerate launch --config_file "$(trl-vcrl recipes NAME)" ...):')
+    for key, path in recipes.items():
+        if key.startswith("accelerate/"):
+            print(f"  {key:<{width}}  {recipe_summary(path)}")
+    print(f"Directory: {RECIPES_DIR}  (`trl-vcrl recipes NAME` prints a recipe's path, e.g. to copy and edit it)")
 
 
 def make_train_parser():
@@ -149,12 +235,27 @@ def train(script_args, training_args, model_args):
     Returns:
         [`VCRLTrainer`]: The trained trainer.
     """
+    from transformers import AutoTokenizer
     from trl import get_peft_config, get_quantization_config
 
+    from .data import drop_long_prompts
     from .trainer import VCRLTrainer
 
     if model_args.model_name_or_path is None:
         raise ValueError("model_name_or_path is required: a Hub model id or a local model directory.")
+    engine_length = training_args.vllm_max_model_length
+    if training_args.use_vllm and training_args.vllm_mode == "colocate" and engine_length is not None:
+        if script_args.max_prompt_length is None:
+            raise ValueError(
+                f"vllm_max_model_length={engine_length} needs max_prompt_length: a longer prompt plus "
+                f"max_completion_length={training_args.max_completion_length} tokens would stop the run in the "
+                "colocated engine."
+            )
+        if script_args.max_prompt_length + training_args.max_completion_length > engine_length:
+            raise ValueError(
+                f"max_prompt_length={script_args.max_prompt_length} + max_completion_length="
+                f"{training_args.max_completion_length} exceeds vllm_max_model_length={engine_length}."
+            )
     model_init_kwargs = {
         "revision": model_args.model_revision,
         "attn_implementation": model_args.attn_implementation,
@@ -164,11 +265,18 @@ def train(script_args, training_args, model_args):
     model_init_kwargs.update(training_args.model_init_kwargs or {})
     training_args.model_init_kwargs = model_init_kwargs
 
+    train_dataset = load_train_dataset(script_args, training_args.seed)
+    if script_args.max_prompt_length is not None:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+        train_dataset = drop_long_prompts(
+            train_dataset, tokenizer, script_args.max_prompt_length, training_args.chat_template_kwargs
+        )
+
     trainer = VCRLTrainer(
         model=model_args.model_name_or_path,
         reward_funcs=[REWARD_FUNCS[name] for name in script_args.reward_funcs],
         args=training_args,
-        train_dataset=load_train_dataset(script_args, training_args.seed),
+        train_dataset=train_dataset,
         quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
     )
@@ -308,8 +416,20 @@ def make_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "train",
         add_help=False,
-        help="VCRL training: --config recipes/X.yaml plus any field as a flag (see `trl-vcrl train --help`)",
+        help="VCRL training: --config with a YAML file or a bundled recipe name, plus any field as a flag (see "
+        "`trl-vcrl train --help`)",
     )
+    recipes_parser = commands.add_parser(
+        "recipes", help="list the bundled recipes and accelerate configs, or print the path of one"
+    )
+    recipes_parser.add_argument(
+        "name", nargs="?", help="a recipe (qwen3_4b_base_vcrl) or accelerate config (accelerate/zero3): print its path"
+    )
+    smoke_parser = commands.add_parser(
+        "smoke",
+        help="a few VCRL steps with vLLM on this machine's GPUs (colocate, then server mode); skips without one",
+    )
+    smoke_parser.add_argument("--output_dir", default="runs/smoke")
 
     eval_parser = commands.add_parser("eval", help="avg@k and pass@k on the paper's math benchmarks")
     eval_parser.add_argument("--model", required=True, help="Hub id or local directory of the model to evaluate.")
@@ -369,14 +489,24 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if argv[:1] == ["train"]:
         # Everything after `train` belongs to TrlParser: YAML via --config, then flags overriding it.
-        script_args, training_args, model_args = make_train_parser().parse_args_and_config(args=argv[1:])
+        script_args, training_args, model_args = make_train_parser().parse_args_and_config(
+            args=resolve_config_args(argv[1:])
+        )
         trainer = train(script_args, training_args, model_args)
         # Finish trackers and destroy the process group: under torchrun/accelerate, a gloo group left to interpreter
         # shutdown can abort a rank at exit ("terminate called without an active exception").
         trainer.accelerator.end_training()
         return
     parsed = make_parser().parse_args(argv)
-    if parsed.command == "eval":
+    if parsed.command == "recipes":
+        print_recipes(parsed.name)
+    elif parsed.command == "smoke":
+        from .smoke import smoke
+
+        exit_code = smoke(parsed.output_dir)
+        if exit_code:
+            sys.exit(exit_code)
+    elif parsed.command == "eval":
         results = run_eval(parsed)
         print(format_table(results, parsed.k))
         Path(parsed.output).parent.mkdir(parents=True, exist_ok=True)

@@ -14,11 +14,14 @@ use and tests).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, concatenate_datasets, load_dataset
+
+logger = logging.getLogger(__name__)
 
 # Our choice (the paper does not print its prompt): the "Qwen-Math" instruction commonly used to RL-train base models
 # on math with a boxed-answer verifier.
@@ -324,3 +327,79 @@ def arithmetic_curriculum_dataset(
         part = reasoning_gym_dataset(task, level_size, seed + level, conversational, **task_config)
         parts.append(part.add_column("level", [level] * level_size))
     return concatenate_datasets(parts).shuffle(seed=seed)
+
+
+def prompt_token_lengths(
+    dataset: Dataset, tokenizer, chat_template_kwargs: dict | None = None, batch_size: int = 1000
+) -> list[int]:
+    """Token length of every prompt as GRPOTrainer feeds it to generation: a conversation through the chat template
+    with the assistant's generation prompt appended, a string tokenized as it is.
+
+    Args:
+        dataset ([`~datasets.Dataset`]):
+            A data set with a `prompt` column (conversations or strings).
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
+            The policy's tokenizer.
+        chat_template_kwargs (`dict`, *optional*):
+            Extra arguments of `apply_chat_template`, as `GRPOConfig.chat_template_kwargs`.
+        batch_size (`int`, *optional*, defaults to `1000`):
+            Prompts tokenized per call.
+
+    Returns:
+        `list[int]`: One length per row.
+    """
+    lengths = []
+    for start in range(0, len(dataset), batch_size):
+        prompts = dataset[start : start + batch_size]["prompt"]
+        if isinstance(prompts[0], str):
+            input_ids = tokenizer(text=prompts)["input_ids"]
+        else:
+            input_ids = tokenizer.apply_chat_template(
+                prompts, add_generation_prompt=True, tokenize=True, return_dict=True, **(chat_template_kwargs or {})
+            )["input_ids"]
+        lengths += [len(ids) for ids in input_ids]
+    return lengths
+
+
+def drop_long_prompts(
+    dataset: Dataset, tokenizer, max_prompt_length: int, chat_template_kwargs: dict | None = None
+) -> Dataset:
+    """Drop the rows whose templated prompt is longer than `max_prompt_length` tokens, and log how many went.
+
+    TRL 1.16 does not limit prompt length: a vLLM engine asked for a prompt plus `max_completion_length` tokens beyond
+    its context length refuses the request, which ends the run mid-training. Dropping long prompts at load time (rather
+    than truncating them, which would cut the problem statement) keeps every prompt within
+    `max_prompt_length + max_completion_length`.
+
+    Args:
+        dataset ([`~datasets.Dataset`]):
+            A data set with a `prompt` column.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
+            The policy's tokenizer.
+        max_prompt_length (`int`):
+            Longest prompt kept, in tokens after templating.
+        chat_template_kwargs (`dict`, *optional*):
+            Extra arguments of `apply_chat_template`, as `GRPOConfig.chat_template_kwargs`.
+
+    Returns:
+        [`~datasets.Dataset`]: The rows whose prompts fit.
+    """
+    if max_prompt_length < 1:
+        raise ValueError(f"max_prompt_length must be >= 1, got {max_prompt_length}.")
+    lengths = prompt_token_lengths(dataset, tokenizer, chat_template_kwargs)
+    keep = [index for index, length in enumerate(lengths) if length <= max_prompt_length]
+    if not keep:
+        raise ValueError(
+            f"max_prompt_length={max_prompt_length}: every one of the {len(dataset)} prompts is longer (shortest: "
+            f"{min(lengths)} tokens after templating)."
+        )
+    dropped = len(dataset) - len(keep)
+    if dropped:
+        logger.warning(
+            f"Dropped {dropped} of {len(dataset)} training prompts longer than max_prompt_length={max_prompt_length} "
+            f"tokens after templating (longest: {max(lengths)})."
+        )
+        dataset = dataset.select(keep)
+    else:
+        logger.info(f"All {len(dataset)} training prompts fit in max_prompt_length={max_prompt_length} tokens.")
+    return dataset
