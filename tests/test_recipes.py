@@ -28,6 +28,7 @@ CURRICULUM_KEYS = {
     "kappa_warmup",
     "kappa_warmup_steps",
     "reward_range",
+    "efficient_sampling",
     "dynamic_sampling",
     "replay",
     "replay_bank_size",

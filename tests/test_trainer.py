@@ -477,8 +477,9 @@ def test_model_card_names_vcrl_and_its_statistics(model, tokenizer, base_args):
     with open(f"{base_args['output_dir']}/README.md") as f:
         card = f.read()
     assert "- vcrl" in card and "jiang2025vcrl" in card and "2509.19803" in card
-    assert "## VCRL curriculum" in card and "| replay_limit | `2` |" in card
-    assert "| kappa schedule (step, kappa) | `((0, 0.5),)` |" in card
+    assert "## VCRL curriculum" in card and "| replay_limit | `2` | paper §3.2: 2 |" in card
+    assert "| kappa schedule (rollout step, kappa) | `((0, 0.5),)` | paper §4.1: (0, 0.3), (20, 0.8) |" in card
+    assert "| efficient_sampling | `True` | ours" in card
     kept = logged(trainer, "vcrl/kept_fraction")
     assert f"| mean kept fraction | {sum(kept) / len(kept):.4g} |" in card
     assert card.index("## VCRL curriculum") < card.index("### Framework versions")

@@ -33,7 +33,14 @@ from .curriculum import (
 )
 from .prediction import PredictionTally, PromptHistory, RolloutScreen, refill_groups
 from .rows import row_key
-from .upstream import stop_input_grad_hook_leak
+from .upstream import (
+    COMPLETION_KEYS,
+    PROMPT_KEYS,
+    RECOMPUTED_KEYS,
+    check_batch_keys,
+    check_trl,
+    stop_input_grad_hook_leak,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +48,6 @@ STATE_FILE = "vcrl_state.json"
 # TRL's vLLM importance-sampling modes whose ratio is one value per sequence, shape (B, 1).
 SEQUENCE_LEVEL_IS_MODES = ("sequence_mask", "sequence_truncate")
 P_HIST_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# Row-aligned tensors of TRL 1.16's training batch and how to pad them when rows of several generation calls merge.
-PROMPT_KEYS = ("prompt_ids", "prompt_mask")
-COMPLETION_KEYS = (
-    "completion_ids",
-    "completion_mask",
-    "old_per_token_logps",
-    "ref_per_token_logps",
-    "sampling_per_token_logps",
-    "importance_sampling_ratio",
-    "tool_mask",
-)
-
-
 def grpo_advantages(
     rewards_per_func: torch.Tensor,
     reward_weights: torch.Tensor,
@@ -118,11 +112,8 @@ def merge_rows(
             merged[key] = torch.cat(
                 [_fit(p[key], completion_width, pad_value(key, pad_token_id), left=False) for p in pieces]
             )
-        elif key not in _RECOMPUTED:
-            raise NotImplementedError(
-                f"VCRL cannot merge the batch key {key!r} (multimodal inputs are not supported with dynamic sampling); "
-                f"set dynamic_sampling=False and replay=False or use a text-only model."
-            )
+        elif key not in RECOMPUTED_KEYS:
+            check_batch_keys({key: None})
     return merged
 
 
@@ -204,8 +195,10 @@ class VCRLTrainer(GRPOTrainer):
             )
         super().__init__(model, reward_funcs, args, *pos_args, **kwargs)
         stop_input_grad_hook_leak(self.model)
-        if args.dynamic_sampling and self._is_vlm:
-            raise NotImplementedError("VCRL dynamic sampling supports text-only models; set dynamic_sampling=False.")
+        if args.dynamic_sampling:
+            check_trl(self)
+            if self._is_vlm:
+                raise NotImplementedError("VCRL dynamic sampling supports text-only models; set dynamic_sampling=False.")
         self.reward_funcs = [self._stop_all_ranks_on_error(f, n) for f, n in zip(self.reward_funcs, self.reward_func_names)]
         self._reward_errors: list[str] = []
         self.kappa_schedule = args.get_kappa_schedule()
@@ -321,6 +314,7 @@ class VCRLTrainer(GRPOTrainer):
         local = planned[rank * per_process : (rank + 1) * per_process]
         # Whole groups of G identical rows, as TRL's RepeatSampler gives them.
         output = super()._generate_and_score_completions([dict(group.row) for group in local for _ in range(G)])
+        check_batch_keys(output)
         combined = self._combined_rewards(self._round_rewards).tolist()
         scores = group_scores(combined, G, tuple(self.args.reward_range))
         candidates = [
@@ -512,7 +506,7 @@ class VCRLTrainer(GRPOTrainer):
                 source, start = rounds[c.round].output, c.index * G
             else:
                 source, start = gathered[c.round], _global_rows(c, rounds, G).start
-            pieces.append({k: v[start : start + G] for k, v in source.items() if k not in _RECOMPUTED})
+            pieces.append({k: v[start : start + G] for k, v in source.items() if k not in RECOMPUTED_KEYS})
         sequence_level = self.use_vllm and self.vllm_importance_sampling_mode in SEQUENCE_LEVEL_IS_MODES
         batch = merge_rows(pieces, self._tokenizer.pad_token_id, self.pad_to_multiple_of, sequence_level)
         rows = selection.groups_per_process * G
@@ -525,7 +519,7 @@ class VCRLTrainer(GRPOTrainer):
         """One generation call's row tensors from every process, padded to a common width, in global row order."""
         gathered = {}
         for key, tensor in output.items():
-            if key in _RECOMPUTED:
+            if key in RECOMPUTED_KEYS:
                 continue
             padded = self.accelerator.pad_across_processes(
                 tensor, dim=1, pad_index=pad_value(key, self._tokenizer.pad_token_id), pad_first=key in PROMPT_KEYS
@@ -725,9 +719,6 @@ class _Round:
     logs: dict[str, list]  # TRL's completions-table rows of this call, global row order
 
 
-_RECOMPUTED = ("advantages", "num_items_in_batch")
-
-
 def _global_rows(candidate: Candidate, rounds: list[_Round], group_size: int) -> slice:
     start = (candidate.process * rounds[candidate.round].per_process + candidate.index) * group_size
     return slice(start, start + group_size)
@@ -769,7 +760,7 @@ def _vcrl_settings(args: VCRLConfig) -> str:
     return (
         f"kappa schedule {args.get_kappa_schedule().pieces}, reward_range={args.reward_range}, "
         f"replay_bank_size={args.replay_bank_size}, replay_limit={args.replay_limit}, "
-        f"max_refill_rounds={args.max_refill_rounds}"
+        f"max_refill_rounds={args.max_refill_rounds}, efficient_sampling={args.efficient_sampling}"
     )
 
 
@@ -800,21 +791,23 @@ def curriculum_summary(log_history: list[dict]) -> dict[str, float]:
 
 
 def _model_card_section(args: VCRLConfig, summary: dict[str, float]) -> str:
+    # (value, whose choice): the paper's (arXiv 2509.19803) or ours where the paper is silent.
     settings = {
-        "kappa schedule (step, kappa)": args.get_kappa_schedule().pieces,
-        "reward_range": args.reward_range,
-        "dynamic_sampling": args.dynamic_sampling,
-        "replay": args.replay,
-        "replay_bank_size": args.replay_bank_size,
-        "replay_momentum": args.replay_momentum,
-        "replay_limit": args.replay_limit,
-        "max_refill_rounds": args.max_refill_rounds,
-        "num_generations": args.num_generations,
+        "kappa schedule (rollout step, kappa)": (args.get_kappa_schedule().pieces, "paper §4.1: (0, 0.3), (20, 0.8)"),
+        "reward_range": (args.reward_range, "ours: the paper treats 0/1 rewards"),
+        "dynamic_sampling": (args.dynamic_sampling, "paper §3.1"),
+        "replay": (args.replay, "paper §3.2"),
+        "replay_bank_size": (args.replay_bank_size, "ours: not stated"),
+        "replay_momentum": (args.replay_momentum, "paper §3.2: 0.9"),
+        "replay_limit": (args.replay_limit, "paper §3.2: 2"),
+        "max_refill_rounds": (args.max_refill_rounds, "ours: bounds the rollouts per step"),
+        "efficient_sampling": (args.efficient_sampling, "ours: true skips prompts predicted to fail kappa"),
+        "num_generations": (args.num_generations, "ours: not stated"),
     }
     lines = ["## VCRL curriculum", "", "Trained with the `VCRLTrainer` of trl-vcrl "
-             "([VCRL, arXiv 2509.19803](https://huggingface.co/papers/2509.19803)).", "", "| setting | value |",
-             "|---|---|"]  # fmt: skip
-    lines += [f"| {name} | `{value}` |" for name, value in settings.items()]
+             "([VCRL, arXiv 2509.19803](https://huggingface.co/papers/2509.19803)).", "",
+             "| setting | value | paper or ours |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {name} | `{value}` | {source} |" for name, (value, source) in settings.items()]
     if summary:
         lines += ["", "| curriculum statistic | value |", "|---|---|"]
         lines += [f"| {name} | {value:.4g} |" for name, value in summary.items()]
