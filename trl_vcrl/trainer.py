@@ -150,8 +150,11 @@ class VCRLTrainer(GRPOTrainer):
     A drop-in replacement for [`~trl.GRPOTrainer`] taking the same arguments. What differs, in training only, for
     each generation batch (one rollout step, the paper's "step"):
 
+    - **Screen** (`efficient_sampling`, ours): prompts predicted to fail `kappa` are replaced before any rollout, by
+      bank prompts first, then by dataset prompts predicted to pass or never seen.
     - **Generate a round**: GRPOTrainer generates and scores the groups; each group gets its normalised reward
-      variance `p`, and groups with `p < kappa` are dropped.
+      variance `p`, and groups with `p < kappa` are dropped (with `efficient_sampling`, a passing group may fill a
+      slot of another process).
     - **Plan the next round**: dropped groups are replaced by prompts from a replay bank of earlier high-variance
       prompts, re-rolled with the current policy, then by further dataset prompts, for at most `max_refill_rounds`
       extra generation calls; a replacement must pass `kappa` too.
@@ -159,9 +162,10 @@ class VCRLTrainer(GRPOTrainer):
     - **Assemble**: still-missing slots take the best dropped groups, so the batch size never changes; advantages and
       `num_items_in_batch` are recomputed for the assembled batch, and the completions table logs what is trained.
 
-    The bank, the refill sampler state and the schedule position are saved with every checkpoint. The loss,
-    evaluation (never filtered), vLLM, PEFT and distributed support are GRPOTrainer's. A plain [`~trl.GRPOConfig`]
-    (or `args=None`) gets VCRL's defaults. Reward function errors stop every process at the same step.
+    The bank, the prompt history, the samplers' states and the schedule position are saved with every checkpoint. The
+    loss, evaluation (never filtered), vLLM, PEFT and distributed support are GRPOTrainer's. A plain
+    [`~trl.GRPOConfig`] (or `args=None`) gets VCRL's defaults. Reward function errors stop every process at the same
+    step.
     """
 
     _tag_names = ["trl", "vcrl"]
