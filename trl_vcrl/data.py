@@ -41,19 +41,8 @@ _LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
 def format_prompt(text: str, conversational: bool = True, template: str = MATH_PROMPT_TEMPLATE) -> str | list[dict]:
-    """Put a problem into `template` and return it as a one-message user conversation or as a plain string.
-
-    Args:
-        text (`str`):
-            The bare problem.
-        conversational (`bool`, *optional*, defaults to `True`):
-            Return `[{"role": "user", "content": ...}]` (TRL's conversational format) instead of the string.
-        template (`str`, *optional*, defaults to `MATH_PROMPT_TEMPLATE`):
-            Format string with a `{problem}` field.
-
-    Returns:
-        `str` or `list[dict]`: The prompt.
-    """
+    """`template` filled with the problem `text`, as a one-message user conversation (TRL's conversational format) or,
+    with `conversational=False`, as a plain string."""
     content = template.format(problem=text)
     return [{"role": "user", "content": content}] if conversational else content
 
@@ -295,20 +284,8 @@ def prompt_token_lengths(
     dataset: Dataset, tokenizer, chat_template_kwargs: dict | None = None, batch_size: int = 1000
 ) -> list[int]:
     """Token length of every prompt as GRPOTrainer feeds it to generation: a conversation through the chat template
-    with the assistant's generation prompt appended, a string tokenized as it is.
-
-    Args:
-        dataset ([`~datasets.Dataset`]):
-            A data set with a `prompt` column (conversations or strings).
-        tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
-            The policy's tokenizer.
-        chat_template_kwargs (`dict`, *optional*):
-            Extra arguments of `apply_chat_template`, as `GRPOConfig.chat_template_kwargs`.
-        batch_size (`int`, *optional*, defaults to `1000`):
-            Prompts tokenized per call.
-
-    Returns:
-        `list[int]`: One length per row.
+    with the assistant's generation prompt appended, a string tokenized as it is. Arguments as in
+    [`drop_long_prompts`]; `batch_size` prompts are tokenized per call.
     """
     lengths = []
     for start in range(0, len(dataset), batch_size):

@@ -125,25 +125,9 @@ def score_benchmark(
     batch_size: int,
     description: str | None = None,
 ) -> list[list[float]]:
-    """Sample `num_samples` completions per prompt, in batches of prompts with a progress bar, and score them.
-
-    Args:
-        prompts (`list[str]`):
-            Prompt texts, ready for the model.
-        answers (`list[str]`):
-            Gold answers, one per prompt.
-        generate (`GenerateFn`):
-            `(prompts, n) -> n completions per prompt`.
-        num_samples (`int`):
-            Completions per prompt (`n`).
-        batch_size (`int`):
-            Prompts per `generate` call.
-        description (`str`, *optional*):
-            Label of the progress bar.
-
-    Returns:
-        `list[list[float]]`: For each prompt, the [`~trl_vcrl.rewards.accuracy_reward`] of each completion.
-    """
+    """For each prompt, the [`~trl_vcrl.rewards.accuracy_reward`] of the `num_samples` completions `generate` draws
+    for it against its gold answer in `answers`; `batch_size` prompts per `generate` call, with a progress bar labelled
+    `description`."""
     scores = []
     with tqdm(total=len(prompts), desc=description, unit="prompt") as progress:
         for start in range(0, len(prompts), batch_size):
