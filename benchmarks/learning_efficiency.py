@@ -4,7 +4,7 @@
 
 The task has a real spread of difficulty and learns within a CPU budget: addition of two numbers in three levels
 (a < 10 and b < 10; a < 30 and b < 10; a and b < 100), verified by `trl_vcrl.rewards.accuracy_reward` (math-verify)
-on the boxed answer. The model is the tiny local Qwen2 (`trl_vcrl.tiny_model`), first warmed up by a short supervised
+on the boxed answer. The model is the tiny local Qwen2 (`trl_vcrl.testing`), first warmed up by a short supervised
 fine-tuning in this script, so it solves easy problems often, middle ones sometimes and hard ones rarely. Every method
 starts from that same warm model and trains with the same settings on the same prompts; only the selection differs:
 
@@ -42,7 +42,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 
 from trl_vcrl import VCRLConfig, VCRLTrainer, accuracy_reward  # noqa: E402
-from trl_vcrl.tiny_model import build_tiny_model, build_tiny_tokenizer  # noqa: E402
+from trl_vcrl.testing import CPU_RUN_SETTINGS, build_tiny_model, build_tiny_tokenizer  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "learning_efficiency"
 LEVELS = {1: (10, 10), 2: (30, 10), 3: (100, 100)}  # level: (bound of a, bound of b)
@@ -140,6 +140,7 @@ class RolloutBudget(TrainerCallback):
 def run(method: str, warm_model, tokenizer, train, held_out, seed: int, cli) -> dict:
     rows_per_step = cli.prompts * cli.generations
     args = VCRLConfig(
+        **CPU_RUN_SETTINGS,
         output_dir=f"/tmp/trl-vcrl-learning/{method}-{seed}",
         per_device_train_batch_size=rows_per_step,
         num_generations=cli.generations,
@@ -147,12 +148,6 @@ def run(method: str, warm_model, tokenizer, train, held_out, seed: int, cli) -> 
         max_steps=10 * cli.budget // rows_per_step,  # an upper bound: the rollout budget stops the run
         learning_rate=cli.learning_rate,
         lr_scheduler_type="constant",
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        beta=0.0,
         seed=seed,
         disable_tqdm=True,
         **METHODS[method],

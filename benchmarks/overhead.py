@@ -1,8 +1,8 @@
-"""Bookkeeping overhead of VCRLTrainer over GRPOTrainer per optimizer step, at equal generation work (issue 2).
+"""Bookkeeping overhead of VCRLTrainer over GRPOTrainer per optimizer step, at equal generation work.
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/overhead.py
 
-Three arms train the same tiny random model (trl_vcrl.tiny_model) on the same prompts with the same seed:
+Three arms train the same tiny random model (trl_vcrl.testing.build_tiny_model) on the same prompts with the same seed:
 
 * GRPOTrainer: TRL's trainer with a GRPOConfig.
 * VCRL off+off: VCRLTrainer with dynamic_sampling=False, replay=False (the ablation that must equal GRPO).
@@ -47,7 +47,7 @@ from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from trl_vcrl import VCRLConfig, VCRLTrainer  # noqa: E402
-from trl_vcrl.tiny_model import build_tiny_model, build_tiny_tokenizer  # noqa: E402
+from trl_vcrl.testing import CPU_RUN_SETTINGS, build_tiny_model, build_tiny_tokenizer  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "overhead"
 ARMS = ("GRPOTrainer", "VCRL off+off", "VCRL kappa=0", "VCRL kappa=0.8")
@@ -110,18 +110,13 @@ class InnerTimer:
 
 def run_arm(arm: str, steps: int, groups: int, generations: int, seed: int, output_dir: str) -> list[float]:
     settings = dict(
+        **CPU_RUN_SETTINGS,
         output_dir=output_dir,
         per_device_train_batch_size=groups * generations,
         num_generations=generations,
         max_completion_length=16,
         max_steps=steps,
         learning_rate=1e-4,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        beta=0.0,
         seed=seed,
         disable_tqdm=True,
     )

@@ -2,7 +2,7 @@
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/soak.py [--steps 2000] [--window 200]
 
-Both arms train the tiny random Qwen2 (trl_vcrl.tiny_model) on 2000 prompts, 4 groups of G=4 per step, with
+Both arms train the tiny random Qwen2 (trl_vcrl.testing.build_tiny_model) on 2000 prompts, 4 groups of G=4 per step, with
 gradient checkpointing at GRPOConfig's default (on), so every generation call toggles it: the setting in which
 transformers leaked one input-embedding hook per call. A flat step time per window is the pass criterion; the
 hook count on the input embeddings at the end is reported too. Writes docs/benchmarks/soak.{json,md}.
@@ -26,7 +26,7 @@ from datasets import Dataset  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 
 from trl_vcrl import VCRLConfig, VCRLTrainer  # noqa: E402
-from trl_vcrl.tiny_model import build_tiny_model, build_tiny_tokenizer  # noqa: E402
+from trl_vcrl.testing import CPU_RUN_SETTINGS, build_tiny_model, build_tiny_tokenizer  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "soak"
 ARMS = {"VCRL": True, "GRPO (both switches off)": False}
@@ -61,11 +61,11 @@ class WindowRecorder(TrainerCallback):
 def run_arm(curriculum: bool, steps: int, window: int, output_dir: str) -> dict:
     tokenizer = build_tiny_tokenizer()
     dataset = Dataset.from_list([{"prompt": f"Question {i}: what is {i} + {i % 7}?"} for i in range(2000)])
-    args = VCRLConfig(
+    args = VCRLConfig(**(CPU_RUN_SETTINGS | dict(
         output_dir=output_dir, per_device_train_batch_size=16, num_generations=4, max_completion_length=8,
-        max_steps=steps, learning_rate=1e-4, logging_steps=50, save_strategy="no", report_to="none", use_cpu=True,
-        bf16=False, beta=0.0, disable_tqdm=True, seed=0, dynamic_sampling=curriculum, replay=curriculum,
-    )  # fmt: skip
+        max_steps=steps, learning_rate=1e-4, logging_steps=50, disable_tqdm=True, seed=0, dynamic_sampling=curriculum,
+        replay=curriculum,
+    )))  # fmt: skip
     trainer = VCRLTrainer(
         build_tiny_model(tokenizer, seed=0), hash_reward, args=args, train_dataset=dataset, processing_class=tokenizer
     )

@@ -2,7 +2,7 @@
 
     .venv-vllm/bin/python benchmarks/vllm_rollout_cost.py            # needs the vLLM environment: bash .ci/vllm_env.sh
 
-Three variants train the same tiny random model (trl_vcrl.tiny_model) on the same prompts, half of which have zero
+Three variants train the same tiny random model (trl_vcrl.testing.build_tiny_model) on the same prompts, half of which have zero
 reward variance (every completion scores 1), the other half a fair-coin reward per completion:
 
 * GRPO: TRL's GRPOTrainer, one generation call per step, trains on whatever it drew.
@@ -55,6 +55,7 @@ def train(variant: str, seed: int, steps: int, model_dir: str, output_dir: str) 
     from trl import GRPOConfig, GRPOTrainer
 
     from trl_vcrl import VCRLConfig, VCRLTrainer
+    from trl_vcrl.testing import CPU_RUN_SETTINGS
 
     torch.set_num_threads(1)
     rows = [
@@ -66,10 +67,9 @@ def train(variant: str, seed: int, steps: int, model_dir: str, output_dir: str) 
         return [1.0 if k == "const" else float(sum(ids) % 2) for ids, k in zip(completion_ids, kind)]
 
     common = dict(
-        output_dir=output_dir, use_cpu=True, bf16=False, beta=0.0, seed=seed, max_steps=steps,
+        **CPU_RUN_SETTINGS, output_dir=output_dir, seed=seed, max_steps=steps,
         per_device_train_batch_size=16, num_generations=8, max_completion_length=16, learning_rate=1e-3,
-        logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
-        use_vllm=True, vllm_mode="colocate", vllm_enable_sleep_mode=False, vllm_max_model_length=128,
+        disable_tqdm=True, use_vllm=True, vllm_mode="colocate", vllm_enable_sleep_mode=False, vllm_max_model_length=128,
     )  # fmt: skip
     if variant == "GRPO":
         trainer_cls, args = GRPOTrainer, GRPOConfig(**common)
@@ -158,8 +158,8 @@ def write_markdown(result: dict) -> str:
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, OMP_NUM_THREADS=1; "
         f"torch {result['machine']['torch']}, vLLM {result['machine']['vllm']}, TRL {result['machine']['trl']}.  ",
-        f"Setup: tiny random Qwen2 (trl_vcrl.tiny_model), 2 prompts x G=8 per step, 16 new tokens, half the prompts "
-        f"zero-variance, kappa = 0.8, VCRL defaults otherwise (max_refill_rounds=3); {result['steps']} steps x "
+        f"Setup: tiny random Qwen2 (trl_vcrl.testing.build_tiny_model), 2 prompts x G=8 per step, 16 new tokens, "
+        f"half the prompts zero-variance, kappa = 0.8, VCRL defaults otherwise (max_refill_rounds=3); {result['steps']} steps x "
         f"seeds {result['seeds']}; times without each run's first step.",
         "",
         "| variant | generation calls / step | weight syncs / step | rows generated / step | s / step (mean) "
@@ -200,7 +200,7 @@ def main():
         print("RESULT " + json.dumps(train(variant, int(seed), args.steps, model_dir, output_dir)))
         return
 
-    from trl_vcrl.tiny_model import build_tiny_model_and_tokenizer
+    from trl_vcrl.testing import build_tiny_model_and_tokenizer
 
     command = " ".join([".venv-vllm/bin/python benchmarks/vllm_rollout_cost.py", *sys.argv[1:]])
     runs = {variant: [] for variant in VARIANTS}

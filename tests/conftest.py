@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 
 from datasets import Dataset  # noqa: E402
 
-from trl_vcrl.tiny_model import build_tiny_model, build_tiny_tokenizer  # noqa: E402
+from trl_vcrl.testing import CPU_RUN_SETTINGS, build_tiny_model, build_tiny_tokenizer  # noqa: E402
 
 
 def coin_reward(completions, kind, **kwargs):
@@ -55,18 +55,13 @@ def model(tokenizer):
 def base_args(tmp_path):
     """Settings for a fast CPU run; tests override what they exercise."""
     return dict(
+        **CPU_RUN_SETTINGS,
         output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=8,
         num_generations=4,
         max_completion_length=8,
         max_steps=3,
         learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
         seed=0,
-        beta=0.0,
         disable_tqdm=True,
     )

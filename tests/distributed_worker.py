@@ -17,7 +17,7 @@ from conftest import coin_reward, toy_dataset
 from test_trainer import groups_of
 
 from trl_vcrl import VCRLConfig, VCRLTrainer, normalized_variance
-from trl_vcrl.tiny_model import build_tiny_model_and_tokenizer
+from trl_vcrl.testing import CPU_RUN_SETTINGS, build_tiny_model_and_tokenizer
 
 SCENARIOS = {
     "uneven": dict(dataset=dict(kinds=("coin", "hard"), size=96), settings=dict(max_refill_rounds=3)),
@@ -37,9 +37,9 @@ def main(out_dir: str, scenario: str) -> None:
     model, tokenizer = build_tiny_model_and_tokenizer(seed=0)
     args = VCRLConfig(
         **{
+            **CPU_RUN_SETTINGS,
             **dict(output_dir=out_dir, per_device_train_batch_size=8, num_generations=4, max_completion_length=8,
-                   max_steps=4, learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none",
-                   use_cpu=True, bf16=False, seed=0, beta=0.0, disable_tqdm=True, kappa_schedule=["0:0.5"]),
+                   max_steps=4, learning_rate=1e-3, seed=0, disable_tqdm=True, kappa_schedule=["0:0.5"]),
             **SCENARIOS[scenario]["settings"],
         }
     )  # fmt: skip

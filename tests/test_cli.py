@@ -1,8 +1,6 @@
 """`trl-vcrl train` (TrlParser, YAML + flags, real runs on the tiny model) and `trl-vcrl eval` (avg@k, pass@k)."""
 
-import itertools
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -18,23 +16,12 @@ from trl_vcrl.cli import (
     resolve_config_args,
     train,
 )
-from trl_vcrl.data import arithmetic_curriculum_dataset, drop_long_prompts, prompt_token_lengths
-from trl_vcrl.evaluation import (
-    evaluate,
-    format_table,
-    load_benchmark,
-    pass_at_k,
-    render_prompts,
-    resolve_backend,
-    summarize,
-)
-from trl_vcrl.tiny_model import build_tiny_model, build_tiny_tokenizer
+from trl_vcrl.data import prompt_token_lengths
+from trl_vcrl.testing import CPU_RUN_SETTINGS, build_tiny_model, build_tiny_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 # A random model solves nothing: VCRL warns that it kept groups below kappa to fill the batch.
 FALLBACK_WARNING = "ignore:.* kept to fill the batch:UserWarning"
-# Settings every CPU run needs; a test's own YAML adds what it exercises.
-CPU_SETTINGS = {"use_cpu": True, "bf16": False, "report_to": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +46,7 @@ def test_flags_override_yaml_and_yaml_overrides_defaults(tmp_path):
     config = write_yaml(
         tmp_path / "recipe.yaml",
         {
-            **CPU_SETTINGS,
+            **CPU_RUN_SETTINGS,
             "model_name_or_path": "some/model",
             "dataset_name": "arithmetic",
             "max_train_samples": 16,
@@ -83,14 +70,14 @@ def test_flags_override_yaml_and_yaml_overrides_defaults(tmp_path):
 
 
 def test_unknown_yaml_key_is_refused(tmp_path):
-    config = write_yaml(tmp_path / "recipe.yaml", {**CPU_SETTINGS, "kapa": 0.5})
+    config = write_yaml(tmp_path / "recipe.yaml", {**CPU_RUN_SETTINGS, "kapa": 0.5})
     with pytest.raises(ValueError, match=r"Unknown arguments from config file: \['--kapa', '0.5'\]"):
         make_train_parser().parse_args_and_config(args=["--config", str(config)])
 
 
 @pytest.mark.parametrize("where", ["yaml", "flag"])
 def test_unknown_reward_name_names_field_value_and_choices(tmp_path, where):
-    values = {**CPU_SETTINGS, "reward_funcs": ["accuracy", "accurracy"]}
+    values = {**CPU_RUN_SETTINGS, "reward_funcs": ["accuracy", "accurracy"]}
     flags = []
     if where == "flag":
         values.pop("reward_funcs")
@@ -104,7 +91,7 @@ def test_unknown_reward_name_names_field_value_and_choices(tmp_path, where):
 
 
 def test_unknown_dataset_name_lists_what_is_accepted(tmp_path):
-    config = write_yaml(tmp_path / "recipe.yaml", {**CPU_SETTINGS, "dataset_name": "gsm8k"})
+    config = write_yaml(tmp_path / "recipe.yaml", {**CPU_RUN_SETTINGS, "dataset_name": "gsm8k"})
     with pytest.raises(ValueError, match=r"dataset_name='gsm8k' is neither one of \['dapo-math-17k', "):
         make_train_parser().parse_args_and_config(args=["--config", str(config)])
 
@@ -114,7 +101,7 @@ def test_local_dapo_file_with_sample_limit(tmp_path, conversational):
     flags = [] if conversational else ["--no_conversational"]
     config = write_yaml(
         tmp_path / "recipe.yaml",
-        {**CPU_SETTINGS, "dataset_name": str(FIXTURES / "dapo_math.jsonl"), "max_train_samples": 2},
+        {**CPU_RUN_SETTINGS, "dataset_name": str(FIXTURES / "dapo_math.jsonl"), "max_train_samples": 2},
     )
     script_args, training_args, _ = make_train_parser().parse_args_and_config(args=["--config", str(config), *flags])
     dataset = load_train_dataset(script_args, training_args.seed)
@@ -148,33 +135,8 @@ def test_recipes_command_lists_and_locates(capsys):
         main(["recipes", "zero4"])
 
 
-@pytest.mark.parametrize("conversational", [True, False])
-def test_drop_long_prompts_by_templated_length(tokenizer, conversational, caplog):
-    dataset = arithmetic_curriculum_dataset(size=32, seed=0, conversational=conversational)
-    lengths = prompt_token_lengths(dataset, tokenizer, batch_size=5)  # several batches
-    for row, length in zip(dataset, lengths):  # the length TRL's generation sees
-        if conversational:
-            ids = tokenizer.apply_chat_template(
-                row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
-            )
-            assert length == len(ids["input_ids"])
-        else:
-            assert length == len(tokenizer(text=row["prompt"])["input_ids"])
-    limit = sorted(lengths)[len(lengths) // 2]
-    expected = [row for row, length in zip(dataset, lengths) if length <= limit]
-    assert 0 < len(expected) < len(dataset)
-    with caplog.at_level("INFO", logger="trl_vcrl.data"):
-        kept = drop_long_prompts(dataset, tokenizer, limit)
-    assert kept.to_list() == expected
-    assert f"Dropped {len(dataset) - len(expected)} of 32 training prompts longer than max_prompt_length={limit}" in (
-        caplog.text
-    )
-    with pytest.raises(ValueError, match=rf"max_prompt_length={min(lengths) - 1}: every one of the 32 prompts"):
-        drop_long_prompts(dataset, tokenizer, min(lengths) - 1)
-
-
 def test_colocate_engine_length_must_hold_prompt_and_completion(tmp_path):
-    values = {**CPU_SETTINGS, "use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 100}
+    values = {**CPU_RUN_SETTINGS, "use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 100}
     values |= {"model_name_or_path": "unused", "max_completion_length": 64, "output_dir": str(tmp_path)}
     config = write_yaml(tmp_path / "recipe.yaml", values)
     parser = make_train_parser()
@@ -189,7 +151,7 @@ def test_colocate_engine_length_must_hold_prompt_and_completion(tmp_path):
 
 def tiny_run_settings(tmp_path: Path, model_dir: Path) -> dict:
     return {
-        **CPU_SETTINGS,
+        **CPU_RUN_SETTINGS,
         "model_name_or_path": str(model_dir),
         "dtype": "float32",
         "dataset_name": "arithmetic",
@@ -201,9 +163,6 @@ def tiny_run_settings(tmp_path: Path, model_dir: Path) -> dict:
         "max_steps": 5,
         "kappa_warmup_steps": 1,
         "learning_rate": 1.0e-3,
-        "beta": 0.0,
-        "logging_steps": 1,
-        "save_strategy": "no",
         "disable_tqdm": True,
         "seed": 0,
         "output_dir": str(tmp_path / "out"),
@@ -247,75 +206,6 @@ def test_train_with_lora_flags_saves_an_adapter(tmp_path, tiny_model_dir):
 # ----------------------------------------------------------------------------------------------------------- eval
 
 
-def brute_force_pass_at_k(n: int, c: int, k: int) -> float:
-    samples = [True] * c + [False] * (n - c)
-    subsets = list(itertools.combinations(samples, k))
-    return sum(any(subset) for subset in subsets) / len(subsets)
-
-
-def test_pass_at_k_equals_enumeration_over_all_k_subsets():
-    for n in range(1, 8):
-        for c in range(n + 1):
-            for k in range(1, n + 1):
-                assert math.isclose(pass_at_k(n, c, k), brute_force_pass_at_k(n, c, k), abs_tol=1e-12), (n, c, k)
-    with pytest.raises(ValueError, match="1 <= k <= n"):
-        pass_at_k(4, 1, 5)
-    with pytest.raises(ValueError, match=r"\[0, n=4\]"):
-        pass_at_k(4, 5, 2)
-
-
-def test_summarize_and_average():
-    scores = [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
-    summary = summarize(scores, k=2)
-    # pass@2 of the third problem: 1 - C(3,2)/C(4,2) = 0.5
-    assert summary == {"avg@2": 5 / 12, "pass@2": (1 + 0 + 0.5) / 3, "num_problems": 3, "num_samples": 4}
-    with pytest.raises(ValueError, match="same number of samples"):
-        summarize([[1.0, 0.0], [1.0]], k=1)
-
-
-def oracle_generate(tokenizer, benchmarks, wrong_after: int):
-    """A fake `generate`: the first `wrong_after` samples box the gold answer, the rest box a wrong number."""
-    gold = {}
-    for name, path in benchmarks.items():
-        dataset = load_benchmark(name, path)
-        gold.update(zip(render_prompts(dataset, tokenizer), dataset["answer"], strict=True))
-
-    def generate(prompts, n):
-        return [
-            [f"The answer is \\boxed{{{gold[p]}}}." if i < wrong_after else "So \\boxed{-12345}." for i in range(n)]
-            for p in prompts
-        ]
-
-    return generate
-
-
-@pytest.mark.parametrize(
-    "wrong_after, expected_avg, expected_pass",
-    [(4, 1.0, 1.0), (1, 0.25, 0.5), (0, 0.0, 0.0)],  # one of 4 right: pass@2 = 1 - C(3,2)/C(4,2)
-)
-def test_evaluate_with_known_correctness(wrong_after, expected_avg, expected_pass):
-    tokenizer = build_tiny_tokenizer()
-    files = {name: str(FIXTURES / f"{name}.jsonl") for name in ("aime24", "math500", "olympiadbench")}
-    generate = oracle_generate(tokenizer, files, wrong_after)
-    results = evaluate(generate, tokenizer, list(files), k=2, num_samples=4, data_files=files, batch_size=1)
-
-    assert list(results["benchmarks"]) == list(files)
-    for name, result in results["benchmarks"].items():
-        assert (result["avg@2"], result["pass@2"], result["num_samples"]) == (expected_avg, expected_pass, 4), name
-        assert result["correct_per_problem"] == [wrong_after] * result["num_problems"]
-    assert results["average"] == {"avg@2": expected_avg, "pass@2": expected_pass}
-    table = format_table(results, k=2)
-    assert f"{'math500':<16}{2:>10}{100 * expected_avg:>14.2f}{100 * expected_pass:>14.2f}" in table.splitlines()
-
-
-def test_evaluate_refuses_unknown_benchmarks_and_bad_k():
-    tokenizer = build_tiny_tokenizer()
-    with pytest.raises(ValueError, match=r"Unknown or unselected benchmark\(s\) \['gsm8k'\]"):
-        evaluate(lambda prompts, n: [], tokenizer, ["gsm8k"], k=1)
-    with pytest.raises(ValueError, match="k <= num_samples"):
-        evaluate(lambda prompts, n: [], tokenizer, ["aime24"], k=4, num_samples=2)
-
-
 def test_eval_command_checks_benchmarks_before_loading_the_model(tmp_path):
     # The model path does not exist: the benchmark check has to fail first.
     args = ["eval", "--model", str(tmp_path / "missing"), "--benchmarks", "aime24,gsm8k", "--backend", "transformers"]
@@ -323,13 +213,6 @@ def test_eval_command_checks_benchmarks_before_loading_the_model(tmp_path):
         main(args)
     with pytest.raises(ValueError, match=r"--data_files expects NAME=PATH items, got 'aime24.jsonl'"):
         main([*args[:4], "aime24", "--data_files", "aime24.jsonl"])
-
-
-def test_resolve_backend_on_a_machine_without_vllm_or_gpu():
-    assert resolve_backend("auto") == "transformers"
-    assert resolve_backend("vllm") == "vllm"
-    with pytest.raises(ValueError, match=r"backend='tgi' is not one of \['auto', 'vllm', 'transformers'\]"):
-        resolve_backend("tgi")
 
 
 def test_eval_command_on_tiny_model(tmp_path, tiny_model_dir, capsys):

@@ -16,7 +16,7 @@ def make(tmp_path, **kwargs):
     return VCRLConfig(**{**defaults, **kwargs})
 
 
-def test_paper_defaults(tmp_path):
+def test_defaults_are_the_papers_settings(tmp_path):
     config = make(tmp_path)
     schedule = config.get_kappa_schedule()
     assert [schedule(step) for step in (0, 19, 20, 500)] == [0.3, 0.3, 0.8, 0.8]
@@ -31,7 +31,7 @@ def test_every_vcrl_field_has_help():
             assert len(f.metadata.get("help", "")) > 20, f.name
 
 
-def test_custom_schedule(tmp_path):
+def test_kappa_schedule_field_gives_a_piecewise_constant_schedule(tmp_path):
     schedule = make(tmp_path, kappa_schedule=["0:0.1", "5:0.5", "10:0.9"]).get_kappa_schedule()
     assert [schedule(s) for s in (0, 4, 5, 9, 10, 99)] == [0.1, 0.1, 0.5, 0.5, 0.9, 0.9]
 

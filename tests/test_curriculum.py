@@ -36,7 +36,7 @@ def test_binary_p_matches_brute_force_for_every_k(n):
     assert normalized_variance([0.0] * n) == 0.0
 
 
-def test_paper_example_g8():
+def test_normalized_variance_of_binary_groups_of_8_matches_the_paper():
     assert [normalized_variance([1.0] * k + [0.0] * (8 - k)) for k in range(9)] == [
         0,
         0.4375,
@@ -76,7 +76,7 @@ def test_group_scores_splits_consecutive_groups():
         group_scores([1, 0, 1], 4)
 
 
-def test_kappa_schedule():
+def test_kappa_schedule_from_warmup_or_pieces_is_piecewise_constant():
     schedule = KappaSchedule.from_warmup(kappa=0.8, kappa_warmup=0.3, kappa_warmup_steps=20)
     assert [schedule(s) for s in (0, 19, 20, 500)] == [0.3, 0.3, 0.8, 0.8]
     assert KappaSchedule.from_warmup(0.8, 0.3, 0)(0) == 0.8
@@ -237,7 +237,7 @@ def test_bank_heaps_match_linear_scan_reference(seed):
         (dict(capacity=4, replay_limit=0), "replay limit must be >= 1, got 0"),
     ],
 )
-def test_bank_validation(kwargs, match):
+def test_replay_bank_refuses_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ReplayBank(**kwargs)
 

@@ -13,10 +13,10 @@ from trl_vcrl.data import (
     EVAL_BENCHMARKS,
     MATH_PROMPT_TEMPLATE,
     arithmetic_curriculum_dataset,
-    load_aime24,
-    load_amc23,
+    drop_long_prompts,
+    load_benchmark,
     load_dapo_math,
-    load_olympiadbench,
+    prompt_token_lengths,
     reasoning_gym_dataset,
 )
 
@@ -70,7 +70,7 @@ def test_dapo_math_refuses_prompts_without_dapo_instruction(tmp_path):
     ],
 )
 def test_eval_benchmarks_schema_and_answers(name, answers):
-    dataset = EVAL_BENCHMARKS[name](BENCHMARK_FILES[name])
+    dataset = load_benchmark(name, BENCHMARK_FILES[name])
     assert dataset.column_names == ["prompt", "answer", "source"]
     assert dataset["answer"] == answers
     assert dataset["source"] == [name] * len(answers)
@@ -79,30 +79,60 @@ def test_eval_benchmarks_schema_and_answers(name, answers):
 
 
 def test_eval_benchmark_problem_text_and_standard_format():
-    conversational = load_amc23(BENCHMARK_FILES["amc23"])
-    standard = load_amc23(BENCHMARK_FILES["amc23"], conversational=False)
+    conversational = load_benchmark("amc23", BENCHMARK_FILES["amc23"])
+    standard = load_benchmark("amc23", BENCHMARK_FILES["amc23"], conversational=False)
     assert [_user_text(prompt) for prompt in conversational["prompt"]] == standard["prompt"]
     assert standard["prompt"][0].startswith("Cities $A$ and $B$ are $45$ miles apart.")
     assert "2022" not in " ".join(standard["prompt"])
-    olympiad = load_olympiadbench(BENCHMARK_FILES["olympiadbench"], conversational=False)
+    olympiad = load_benchmark("olympiadbench", BENCHMARK_FILES["olympiadbench"], conversational=False)
     assert olympiad["prompt"][1].startswith("Find all real $x$ with $x^2 - 3x + 2 = 0$.\n\n")
 
 
 def test_missing_column_error_names_file_column_and_expected():
     path = FIXTURES / "aime24_missing_answer.jsonl"
     with pytest.raises(ValueError) as error:
-        load_aime24(path)
+        load_benchmark("aime24", path)
     message = str(error.value)
     assert str(path) in message
     assert "['Answer']" in message  # the missing column
     assert "['Problem', 'Answer']" in message  # the expected ones
 
 
+def test_unknown_benchmark_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"Unknown benchmark 'gsm8k'; allowed values are \['aime24', 'aime25', 'amc23', "):
+        load_benchmark("gsm8k")
+
+
 def test_unknown_file_suffix_is_refused(tmp_path):
     path = tmp_path / "aime24.csv"
     path.write_text("Problem,Answer\nWhat is 1+1?,2\n")
     with pytest.raises(ValueError, match=r"suffix '\.csv' is not one of \['\.json', '\.jsonl', '\.parquet'\]"):
-        load_aime24(path)
+        load_benchmark("aime24", path)
+
+
+@pytest.mark.parametrize("conversational", [True, False])
+def test_drop_long_prompts_by_templated_length(tokenizer, conversational, caplog):
+    dataset = arithmetic_curriculum_dataset(size=32, seed=0, conversational=conversational)
+    lengths = prompt_token_lengths(dataset, tokenizer, batch_size=5)  # several batches
+    for row, length in zip(dataset, lengths):  # the length TRL's generation sees
+        if conversational:
+            ids = tokenizer.apply_chat_template(
+                row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+            )
+            assert length == len(ids["input_ids"])
+        else:
+            assert length == len(tokenizer(text=row["prompt"])["input_ids"])
+    limit = sorted(lengths)[len(lengths) // 2]
+    expected = [row for row, length in zip(dataset, lengths) if length <= limit]
+    assert 0 < len(expected) < len(dataset)
+    with caplog.at_level("INFO", logger="trl_vcrl.data"):
+        kept = drop_long_prompts(dataset, tokenizer, limit)
+    assert kept.to_list() == expected
+    assert f"Dropped {len(dataset) - len(expected)} of 32 training prompts longer than max_prompt_length={limit}" in (
+        caplog.text
+    )
+    with pytest.raises(ValueError, match=rf"max_prompt_length={min(lengths) - 1}: every one of the 32 prompts"):
+        drop_long_prompts(dataset, tokenizer, min(lengths) - 1)
 
 
 def test_reasoning_gym_dataset_is_seeded_and_templated():

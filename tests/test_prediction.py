@@ -321,7 +321,7 @@ def test_screen_is_deterministic_and_resumes_from_its_state():
         ({"explore_doubling": 2.5}, r"explore_doubling must be an integer >= 1, got 2\.5"),
     ],
 )
-def test_screen_errors(kwargs, match):
+def test_rollout_screen_refuses_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RolloutScreen(**kwargs)
 
@@ -435,7 +435,7 @@ def test_refill_groups_errors(args, kwargs, match):
         refill_groups(*args, **kwargs)
 
 
-def test_prediction_tally():
+def test_prediction_tally_counts_matches_until_popped():
     tally = PredictionTally()
     assert tally.accuracy is None
     for predicted, passed in [(0.9, True), (0.5, False), (0.1, False), (0.2, True), (None, True)]:

@@ -168,7 +168,7 @@ def readme_gpu_block() -> str:
     return block
 
 
-def test_recipe_set():
+def test_bundled_recipes_are_the_server_recipes_and_the_lora_recipe():
     assert [path.name for path in RECIPES] == sorted([*SERVER_RECIPES, "qwen3_0.6b_base_vcrl_lora.yaml"])
 
 
@@ -207,7 +207,7 @@ def test_every_key_is_commented(path):
 
 
 @pytest.mark.parametrize("name", PAPER_RECIPES)
-def test_paper_settings(name):
+def test_paper_recipes_use_the_papers_model_data_schedule_and_sampling(name):
     script_args, training_args, model_args = parse(RECIPES_DIR / name)
     assert model_args.model_name_or_path == f"Qwen/Qwen3-{name.split('_')[1][0]}B-Base"
     assert script_args.dataset_name == "dapo-math-17k" and script_args.reward_funcs == ["accuracy"]

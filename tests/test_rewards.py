@@ -116,7 +116,7 @@ def test_accuracy_reward_rejects_mismatched_lengths():
         accuracy_reward([r"\boxed{1}", r"\boxed{2}"], answer=["1"])
 
 
-def test_format_reward():
+def test_format_reward_wants_exactly_one_closed_nonempty_box():
     completions = [
         r"So the answer is $\boxed{27}$.",
         r"\boxed{\{1, 2\}}",

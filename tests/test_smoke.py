@@ -8,7 +8,7 @@ import torch
 
 from trl_vcrl.cli import main
 from trl_vcrl.smoke import SMOKE_STEPS, SmokeFailure, check_training, count_requests, run_training, smoke, smoke_config
-from trl_vcrl.tiny_model import build_tiny_model, build_tiny_tokenizer
+from trl_vcrl.testing import build_tiny_model, build_tiny_tokenizer
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the skip path needs a machine without a GPU")

@@ -19,7 +19,7 @@ from peft import LoraConfig
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_vcrl import VCRLConfig, VCRLTrainer, normalized_variance
-from trl_vcrl.tiny_model import build_tiny_model
+from trl_vcrl.testing import build_tiny_model
 from trl_vcrl.trainer import STATE_FILE, grpo_advantages
 
 
@@ -243,7 +243,7 @@ def test_loss_types_train(model, tokenizer, base_args, settings):
 
 def test_reference_model_kl(tokenizer, base_args, tmp_path):
     """beta > 0: the reference model's log-probs (ref_per_token_logps) merge with the rest of the rows."""
-    from trl_vcrl.tiny_model import build_tiny_model
+    from trl_vcrl.testing import build_tiny_model
 
     build_tiny_model(tokenizer, seed=0).save_pretrained(tmp_path / "tiny")
     tokenizer.save_pretrained(tmp_path / "tiny")
@@ -259,7 +259,7 @@ def test_reference_model_kl(tokenizer, base_args, tmp_path):
     assert sum(logged(trainer, "vcrl/refill_rounds")) > 0
 
 
-def test_lora(model, tokenizer, base_args):
+def test_lora_trains_only_the_adapter_through_refill_rounds(model, tokenizer, base_args):
     """PEFT: only the adapter trains, through VCRL's refill rounds."""
     peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     args = VCRLConfig(**base_args, kappa_schedule=["0:0.5"], max_refill_rounds=2)
@@ -350,7 +350,7 @@ def test_checkpoint_resume_restores_bank(model, tokenizer, base_args, tmp_path):
 
 def test_both_switches_off_is_grpo(tokenizer, base_args):
     """dynamic_sampling=False and replay=False reproduce GRPOTrainer's losses exactly for the same seed."""
-    from trl_vcrl.tiny_model import build_tiny_model
+    from trl_vcrl.testing import build_tiny_model
 
     def losses(trainer_cls, config_cls, **extra):
         args = config_cls(**{**base_args, "max_steps": 4}, **extra)

@@ -12,7 +12,7 @@ _EXPORTS = {
     "config": ["VCRLConfig"],
     "curriculum": ["BatchSelection", "KappaSchedule", "ReplayBank", "group_scores", "normalized_variance"],
     "data": ["ARITHMETIC_LEVELS", "EVAL_BENCHMARKS", "MATH_PROMPT_TEMPLATE", "arithmetic_curriculum_dataset",
-             "load_dapo_math", "reasoning_gym_dataset"],
+             "load_benchmark", "load_dapo_math", "reasoning_gym_dataset"],
     "prediction": ["PromptHistory", "RolloutScreen"],
     "pretrained": ["load_smollm2"],
     "rewards": ["accuracy_reward", "format_reward"],

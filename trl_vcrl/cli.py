@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .data import EVAL_BENCHMARKS
 from .evaluation import (
+    SamplingSettings,
     check_settings,
     evaluate,
     format_table,
@@ -309,14 +310,12 @@ def run_eval(args: argparse.Namespace) -> dict:
     data_files = _parse_data_files(args.data_files)
     # Before loading the model: a typo should not cost a model load.
     check_settings(benchmarks, args.k, args.num_samples or args.k, data_files)
+    sampling = SamplingSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if backend == "vllm":
         generate = vllm_generate_fn(
             args.model,
-            args.max_new_tokens,
-            args.temperature,
-            args.top_p,
-            args.seed,
+            sampling,
             dtype=args.dtype,
             tensor_parallel_size=args.tensor_parallel_size,
             gpu_memory_utilization=args.gpu_memory_utilization,
@@ -329,9 +328,7 @@ def run_eval(args: argparse.Namespace) -> dict:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = AutoModelForCausalLM.from_pretrained(args.model, dtype=args.dtype).to(device).eval()
-        generate = transformers_generate_fn(
-            model, tokenizer, args.max_new_tokens, args.temperature, args.top_p, args.seed
-        )
+        generate = transformers_generate_fn(model, tokenizer, sampling)
         batch_size = args.batch_size or 8
     results = evaluate(
         generate,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +41,8 @@ _LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
 def format_prompt(text: str, conversational: bool = True, template: str = MATH_PROMPT_TEMPLATE) -> str | list[dict]:
-    """Put a problem into `template` and return it as a one-message user conversation or as a plain string.
-
-    Args:
-        text (`str`):
-            The bare problem.
-        conversational (`bool`, *optional*, defaults to `True`):
-            Return `[{"role": "user", "content": ...}]` (TRL's conversational format) instead of the string.
-        template (`str`, *optional*, defaults to `MATH_PROMPT_TEMPLATE`):
-            Format string with a `{problem}` field.
-
-    Returns:
-        `str` or `list[dict]`: The prompt.
-    """
+    """`template` filled with the problem `text`, as a one-message user conversation (TRL's conversational format) or,
+    with `conversational=False`, as a plain string."""
     content = template.format(problem=text)
     return [{"role": "user", "content": content}] if conversational else content
 
@@ -133,121 +123,84 @@ def load_dapo_math(path: str | Path | None = None, split: str = "train", convers
     return _build(problems, answers, "dapo_math", conversational, MATH_PROMPT_TEMPLATE)
 
 
-def _load_benchmark(
-    path: str | Path | None,
-    hub_id: str,
-    hub_config: str | None,
-    split: str,
-    problem_column: str,
-    answer_column: str,
-    source: str,
-    conversational: bool,
-) -> Dataset:
-    table, origin = _load_table(path, hub_id, hub_config, split)
-    _require_columns(table, origin, [problem_column, answer_column])
-    answers = [normalize_answer(value) for value in table[answer_column]]
-    return _build(table[problem_column], answers, source, conversational, MATH_PROMPT_TEMPLATE)
+def _join_dollar_answers(parts: list[str]) -> str:
+    """OlympiadBench's answer list (`["$\\frac{1}{2}$"]`) as one string: dollars stripped, several answers joined with
+    `", "`, which math-verify reads as a set."""
+    return ", ".join(part.strip().strip("$").strip() for part in parts)
 
 
-def load_aime24(path: str | Path | None = None, conversational: bool = True) -> Dataset:
-    """AIME 2024 (`Maxwell-Jia/AIME_2024`, 30 problems; Hub columns `Problem`, integer `Answer`).
+@dataclass(frozen=True)
+class EvalBenchmark:
+    """Where one of the paper's benchmarks lives on the Hub and how its rows map to `prompt`, `answer`, `source`.
 
     Args:
-        path (`str` or `Path`, *optional*):
-            Local `.json`, `.jsonl` or `.parquet` file in the Hub schema. `None` downloads from the Hub.
-        conversational (`bool`, *optional*, defaults to `True`):
-            Conversational prompts instead of plain strings.
-
-    Returns:
-        [`~datasets.Dataset`]: Columns `prompt`, `answer`, `source` (`"aime24"`).
+        hub_id (`str`):
+            Hub data set.
+        problem_column (`str`):
+            Hub column of the problem text.
+        answer_column (`str`):
+            Hub column of the gold answer.
+        split (`str`, *optional*, defaults to `"train"`):
+            Hub split.
+        hub_config (`str`, *optional*):
+            Hub configuration.
+        read_answer (`Callable`, *optional*, defaults to `normalize_answer`):
+            Gold answer string from a value of `answer_column`.
+        url_contains (`str`, *optional*):
+            Keep only the rows whose `url` column contains this string.
     """
-    return _load_benchmark(path, "Maxwell-Jia/AIME_2024", None, "train", "Problem", "Answer", "aime24", conversational)
 
-
-def load_aime25(path: str | Path | None = None, conversational: bool = True) -> Dataset:
-    """AIME 2025 (`yentinglin/aime_2025`, 30 problems; Hub columns `problem`, `answer`).
-
-    Args:
-        path (`str` or `Path`, *optional*):
-            Local `.json`, `.jsonl` or `.parquet` file in the Hub schema. `None` downloads from the Hub.
-        conversational (`bool`, *optional*, defaults to `True`):
-            Conversational prompts instead of plain strings.
-
-    Returns:
-        [`~datasets.Dataset`]: Columns `prompt`, `answer`, `source` (`"aime25"`).
-    """
-    return _load_benchmark(path, "yentinglin/aime_2025", None, "train", "problem", "answer", "aime25", conversational)
-
-
-def load_math500(path: str | Path | None = None, conversational: bool = True) -> Dataset:
-    """MATH-500 (`HuggingFaceH4/MATH-500`, split `test`, 500 problems; Hub columns `problem`, LaTeX `answer`).
-
-    Args:
-        path (`str` or `Path`, *optional*):
-            Local `.json`, `.jsonl` or `.parquet` file in the Hub schema. `None` downloads from the Hub.
-        conversational (`bool`, *optional*, defaults to `True`):
-            Conversational prompts instead of plain strings.
-
-    Returns:
-        [`~datasets.Dataset`]: Columns `prompt`, `answer`, `source` (`"math500"`).
-    """
-    return _load_benchmark(
-        path, "HuggingFaceH4/MATH-500", None, "test", "problem", "answer", "math500", conversational
-    )
-
-
-def load_olympiadbench(path: str | Path | None = None, conversational: bool = True) -> Dataset:
-    r"""OlympiadBench, English text-only math competition problems (`Hothan/OlympiadBench`, config
-    `OE_TO_maths_en_COMP`, 674 problems).
-
-    The Hub column `final_answer` is a list of LaTeX strings in `$...$` (e.g. `["$\\frac{1}{2}$"]`); the dollars are
-    stripped and several answers are joined with `", "`, which math-verify reads as a set.
-
-    Args:
-        path (`str` or `Path`, *optional*):
-            Local `.json`, `.jsonl` or `.parquet` file in the Hub schema (columns `question`, `final_answer`). `None`
-            downloads from the Hub.
-        conversational (`bool`, *optional*, defaults to `True`):
-            Conversational prompts instead of plain strings.
-
-    Returns:
-        [`~datasets.Dataset`]: Columns `prompt`, `answer`, `source` (`"olympiadbench"`).
-    """
-    table, origin = _load_table(path, "Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train")
-    _require_columns(table, origin, ["question", "final_answer"])
-    answers = [", ".join(part.strip().strip("$").strip() for part in parts) for parts in table["final_answer"]]
-    return _build(table["question"], answers, "olympiadbench", conversational, MATH_PROMPT_TEMPLATE)
-
-
-def load_amc23(path: str | Path | None = None, conversational: bool = True) -> Dataset:
-    """AMC 2023 (the 40 problems of 2023 in `AI-MO/aimo-validation-amc`; Hub columns `problem`, float `answer`, `url`).
-
-    The Hub set also holds AMC 2022; rows are kept when their `url` contains `"2023"`.
-
-    Args:
-        path (`str` or `Path`, *optional*):
-            Local `.json`, `.jsonl` or `.parquet` file in the Hub schema. `None` downloads from the Hub.
-        conversational (`bool`, *optional*, defaults to `True`):
-            Conversational prompts instead of plain strings.
-
-    Returns:
-        [`~datasets.Dataset`]: Columns `prompt`, `answer` (`27.0` becomes `"27"`), `source` (`"amc23"`).
-    """
-    table, origin = _load_table(path, "AI-MO/aimo-validation-amc", None, "train")
-    _require_columns(table, origin, ["problem", "answer", "url"])
-    table = table.filter(lambda url: "2023" in url, input_columns="url")
-    answers = [normalize_answer(value) for value in table["answer"]]
-    return _build(table["problem"], answers, "amc23", conversational, MATH_PROMPT_TEMPLATE)
+    hub_id: str
+    problem_column: str
+    answer_column: str
+    split: str = "train"
+    hub_config: str | None = None
+    read_answer: Callable[[Any], str] = normalize_answer
+    url_contains: str | None = None
 
 
 # The paper's five evaluation benchmarks (§4), by the names used in logs and reports.
-EVAL_BENCHMARKS: dict[str, Callable[..., Dataset]] = {
-    "aime24": load_aime24,
-    "aime25": load_aime25,
-    "math500": load_math500,
-    "olympiadbench": load_olympiadbench,
-    "amc23": load_amc23,
+EVAL_BENCHMARKS: dict[str, EvalBenchmark] = {
+    "aime24": EvalBenchmark("Maxwell-Jia/AIME_2024", "Problem", "Answer"),
+    "aime25": EvalBenchmark("yentinglin/aime_2025", "problem", "answer"),
+    "math500": EvalBenchmark("HuggingFaceH4/MATH-500", "problem", "answer", split="test"),
+    # English text-only competition problems.
+    "olympiadbench": EvalBenchmark(
+        "Hothan/OlympiadBench",
+        "question",
+        "final_answer",
+        hub_config="OE_TO_maths_en_COMP",
+        read_answer=_join_dollar_answers,
+    ),
+    # The Hub set also holds AMC 2022.
+    "amc23": EvalBenchmark("AI-MO/aimo-validation-amc", "problem", "answer", url_contains="2023"),
 }
+
+
+def load_benchmark(name: str, path: str | Path | None = None, conversational: bool = True) -> Dataset:
+    """One of the paper's evaluation benchmarks, from the Hub or a local file in its Hub schema.
+
+    Args:
+        name (`str`):
+            A key of `EVAL_BENCHMARKS`: `"aime24"`, `"aime25"`, `"math500"`, `"olympiadbench"` or `"amc23"`.
+        path (`str` or `Path`, *optional*):
+            Local `.json`, `.jsonl` or `.parquet` file in the benchmark's Hub schema. `None` downloads from the Hub.
+        conversational (`bool`, *optional*, defaults to `True`):
+            Conversational prompts instead of plain strings.
+
+    Returns:
+        [`~datasets.Dataset`]: Columns `prompt`, `answer`, `source` (`name`).
+    """
+    if name not in EVAL_BENCHMARKS:
+        raise ValueError(f"Unknown benchmark {name!r}; allowed values are {sorted(EVAL_BENCHMARKS)}.")
+    benchmark = EVAL_BENCHMARKS[name]
+    table, origin = _load_table(path, benchmark.hub_id, benchmark.hub_config, benchmark.split)
+    columns = [benchmark.problem_column, benchmark.answer_column] + ([] if benchmark.url_contains is None else ["url"])
+    _require_columns(table, origin, columns)
+    if benchmark.url_contains is not None:
+        table = table.filter(lambda url: benchmark.url_contains in url, input_columns="url")
+    answers = [benchmark.read_answer(value) for value in table[benchmark.answer_column]]
+    return _build(table[benchmark.problem_column], answers, name, conversational, MATH_PROMPT_TEMPLATE)
 
 
 def reasoning_gym_dataset(task: str, size: int, seed: int, conversational: bool = True, **task_config: Any) -> Dataset:
@@ -282,10 +235,8 @@ def reasoning_gym_dataset(task: str, size: int, seed: int, conversational: bool 
     return _build(problems, answers, task, conversational, SHORT_ANSWER_PROMPT_TEMPLATE)
 
 
-# Graded arithmetic for small models, easiest first: (reasoning-gym task, task config). Measured with
-# SmolLM2-135M-Instruct, SHORT_ANSWER_PROMPT_TEMPLATE, temperature 1, 24 new tokens: about 16% of completions correct at
-# level 1, 7% at level 2, 2% at levels 3 and 4 (112, 112, 112, 64 samples). The model almost never boxes its answer;
-# accuracy_reward's answer-line and last-number fallbacks find it. A mix gives groups of every reward variance.
+# Graded arithmetic for small models, easiest first: (reasoning-gym task, task config). A mix gives groups of every
+# reward variance; docs/data.md has the measured accuracy per level.
 ARITHMETIC_LEVELS: dict[int, tuple[str, dict[str, Any]]] = {
     1: ("chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}),
     2: ("chain_sum", {"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1}),
@@ -333,20 +284,8 @@ def prompt_token_lengths(
     dataset: Dataset, tokenizer, chat_template_kwargs: dict | None = None, batch_size: int = 1000
 ) -> list[int]:
     """Token length of every prompt as GRPOTrainer feeds it to generation: a conversation through the chat template
-    with the assistant's generation prompt appended, a string tokenized as it is.
-
-    Args:
-        dataset ([`~datasets.Dataset`]):
-            A data set with a `prompt` column (conversations or strings).
-        tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
-            The policy's tokenizer.
-        chat_template_kwargs (`dict`, *optional*):
-            Extra arguments of `apply_chat_template`, as `GRPOConfig.chat_template_kwargs`.
-        batch_size (`int`, *optional*, defaults to `1000`):
-            Prompts tokenized per call.
-
-    Returns:
-        `list[int]`: One length per row.
+    with the assistant's generation prompt appended, a string tokenized as it is. Arguments as in
+    [`drop_long_prompts`]; `batch_size` prompts are tokenized per call.
     """
     lengths = []
     for start in range(0, len(dataset), batch_size):

@@ -19,12 +19,12 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from .data import EVAL_BENCHMARKS
+from .data import EVAL_BENCHMARKS, load_benchmark
 from .rewards import accuracy_reward
 
 # (prompt texts, n) -> for each prompt, n sampled completions (text only, without the prompt).
@@ -125,25 +125,9 @@ def score_benchmark(
     batch_size: int,
     description: str | None = None,
 ) -> list[list[float]]:
-    """Sample `num_samples` completions per prompt, in batches of prompts with a progress bar, and score them.
-
-    Args:
-        prompts (`list[str]`):
-            Prompt texts, ready for the model.
-        answers (`list[str]`):
-            Gold answers, one per prompt.
-        generate (`GenerateFn`):
-            `(prompts, n) -> n completions per prompt`.
-        num_samples (`int`):
-            Completions per prompt (`n`).
-        batch_size (`int`):
-            Prompts per `generate` call.
-        description (`str`, *optional*):
-            Label of the progress bar.
-
-    Returns:
-        `list[list[float]]`: For each prompt, the [`~trl_vcrl.rewards.accuracy_reward`] of each completion.
-    """
+    """For each prompt, the [`~trl_vcrl.rewards.accuracy_reward`] of the `num_samples` completions `generate` draws
+    for it against its gold answer in `answers`; `batch_size` prompts per `generate` call, with a progress bar labelled
+    `description`."""
     scores = []
     with tqdm(total=len(prompts), desc=description, unit="prompt") as progress:
         for start in range(0, len(prompts), batch_size):
@@ -160,28 +144,6 @@ def score_benchmark(
     return scores
 
 
-def load_benchmark(name: str, path: str | Path | None = None, limit: int | None = None) -> Dataset:
-    """One of the paper's benchmarks (`trl_vcrl.data.EVAL_BENCHMARKS`), from the Hub or a local file in its Hub schema.
-
-    Args:
-        name (`str`):
-            A key of `EVAL_BENCHMARKS`: `aime24`, `aime25`, `math500`, `olympiadbench`, `amc23`.
-        path (`str` or `Path`, *optional*):
-            Local `.json`, `.jsonl` or `.parquet` file in the benchmark's Hub schema. `None` downloads it.
-        limit (`int`, *optional*):
-            Keep only the first `limit` problems (for quick checks).
-
-    Returns:
-        [`~datasets.Dataset`]: Columns `prompt` (conversational), `answer`, `source`.
-    """
-    if name not in EVAL_BENCHMARKS:
-        raise ValueError(f"Unknown benchmark {name!r}; allowed values are {sorted(EVAL_BENCHMARKS)}.")
-    dataset = EVAL_BENCHMARKS[name](path)
-    if limit is not None:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    return dataset
-
-
 def resolve_backend(backend: str) -> str:
     """`"auto"` becomes `"vllm"` when vLLM is importable and a CUDA device is visible, else `"transformers"`."""
     if backend not in BACKENDS:
@@ -193,9 +155,34 @@ def resolve_backend(backend: str) -> str:
     return "vllm" if importlib.util.find_spec("vllm") is not None and torch.cuda.is_available() else "transformers"
 
 
-def transformers_generate_fn(
-    model, tokenizer, max_new_tokens: int, temperature: float, top_p: float, seed: int
-) -> GenerateFn:
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How a `generate` function samples, whatever its backend.
+
+    Args:
+        max_new_tokens (`int`):
+            Longest completion, in tokens.
+        temperature (`float`):
+            Sampling temperature, `> 0` so that the samples of a problem differ.
+        top_p (`float`):
+            Nucleus sampling mass.
+        seed (`int`):
+            Seed of the sampler, set once so that a run is reproducible.
+    """
+
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError(
+                f"temperature must be > 0 to draw several samples per problem, got {self.temperature}."
+            )
+
+
+def transformers_generate_fn(model, tokenizer, sampling: SamplingSettings) -> GenerateFn:
     """A `generate` function sampling with [`~transformers.GenerationMixin.generate`].
 
     Args:
@@ -203,23 +190,12 @@ def transformers_generate_fn(
             The causal language model, on the device to generate on.
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
             Its tokenizer; prompts are left-padded.
-        max_new_tokens (`int`):
-            Longest completion, in tokens.
-        temperature (`float`):
-            Sampling temperature, `> 0`.
-        top_p (`float`):
-            Nucleus sampling mass.
-        seed (`int`):
-            Seed of the sampler, set once so that a run is reproducible.
-
-    Returns:
-        `GenerateFn`
+        sampling ([`SamplingSettings`]):
+            How to sample.
     """
     import torch
 
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 to draw several samples per problem, got {temperature}.")
-    torch.manual_seed(seed)
+    torch.manual_seed(sampling.seed)
     tokenizer.padding_side = "left"
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -230,9 +206,9 @@ def transformers_generate_fn(
             output = model.generate(
                 **inputs,
                 do_sample=True,
-                temperature=temperature,
-                top_p=top_p,
-                max_new_tokens=max_new_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_new_tokens=sampling.max_new_tokens,
                 num_return_sequences=n,
                 pad_token_id=pad_token_id,
             )
@@ -244,10 +220,7 @@ def transformers_generate_fn(
 
 def vllm_generate_fn(
     model_path: str,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    seed: int,
+    sampling: SamplingSettings,
     dtype: str = "auto",
     tensor_parallel_size: int = 1,
     gpu_memory_utilization: float = 0.9,
@@ -258,14 +231,8 @@ def vllm_generate_fn(
     Args:
         model_path (`str`):
             Hub id or local directory of the model.
-        max_new_tokens (`int`):
-            Longest completion, in tokens.
-        temperature (`float`):
-            Sampling temperature, `> 0`.
-        top_p (`float`):
-            Nucleus sampling mass.
-        seed (`int`):
-            Seed of the engine.
+        sampling ([`SamplingSettings`]):
+            How to sample; `seed` seeds the engine.
         dtype (`str`, *optional*, defaults to `"auto"`):
             Weight dtype of the engine.
         tensor_parallel_size (`int`, *optional*, defaults to `1`):
@@ -274,27 +241,23 @@ def vllm_generate_fn(
             Share of GPU memory vLLM may take.
         max_model_len (`int`, *optional*):
             Context length of the engine; `None` takes the model's.
-
-    Returns:
-        `GenerateFn`
     """
     from vllm import LLM, SamplingParams
 
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 to draw several samples per problem, got {temperature}.")
     llm = LLM(
         model=model_path,
         dtype=dtype,
-        seed=seed,
+        seed=sampling.seed,
         tensor_parallel_size=tensor_parallel_size,
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
     )
-
     tokenizer = llm.get_tokenizer()
 
     def generate(prompts: list[str], n: int) -> list[list[str]]:
-        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens)
+        params = SamplingParams(
+            n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_new_tokens
+        )
         # Token ids, as in the transformers backend: vLLM would otherwise add special tokens to rendered chat prompts.
         token_prompts = [
             {"prompt_token_ids": tokenizer(text, add_special_tokens=False)["input_ids"]} for text in prompts
@@ -360,7 +323,9 @@ def evaluate(
     check_settings(benchmarks, k, num_samples, data_files)
     results = {}
     for name in benchmarks:
-        dataset = load_benchmark(name, data_files.get(name), limit)
+        dataset = load_benchmark(name, data_files.get(name))
+        if limit is not None:
+            dataset = dataset.select(range(min(limit, len(dataset))))
         scores = score_benchmark(
             render_prompts(dataset, tokenizer), dataset["answer"], generate, num_samples, batch_size, name
         )

@@ -59,7 +59,7 @@ def test_weight_double_delivers_weights(live_server, weight_double, tiny_model_d
     from transformers import AutoModelForCausalLM
     from trl.generation.vllm_client import VLLMClient
 
-    from trl_vcrl.tiny_model import build_tiny_model_and_tokenizer
+    from trl_vcrl.testing import build_tiny_model_and_tokenizer
 
     client = VLLMClient(base_url=live_server.base_url, connection_timeout=30)
     client.init_communicator(device="cpu")

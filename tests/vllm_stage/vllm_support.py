@@ -73,8 +73,9 @@ def keep_vllm_cpu_weights_reloadable() -> None:
 
 
 def save_tiny_model(path: str | os.PathLike) -> str:
-    """`trl_vcrl.tiny_model` (2-layer Qwen2, head size 32, ChatML tokenizer) saved to `path`: vLLM loads a directory."""
-    from trl_vcrl.tiny_model import build_tiny_model_and_tokenizer
+    """The tiny model of `trl_vcrl.testing` (2-layer Qwen2, head size 32, ChatML tokenizer) saved to `path`: vLLM
+    loads a directory."""
+    from trl_vcrl.testing import build_tiny_model_and_tokenizer
 
     model, tokenizer = build_tiny_model_and_tokenizer(seed=0)
     model.save_pretrained(path)

@@ -1,7 +1,9 @@
-"""A tiny chat model and tokenizer built locally, with no download.
+"""Helpers for fast offline runs: a tiny chat model and tokenizer built locally, and the settings of a CPU run.
 
-Used by the test-suite, the benchmarks and the quick example: a byte-level BPE tokenizer with a ChatML template and a
-randomly initialised `Qwen2ForCausalLM`. Head size 32 keeps it usable by vLLM's CPU attention backend.
+The test suite uses them, and so do the benchmarks and the analysis notebook, outside the test suite: that is why they
+ship in the package (as `trl.testing`-style helpers) rather than in `tests/`. The model is a randomly initialised
+`Qwen2ForCausalLM` with a byte-level BPE tokenizer and a ChatML template; head size 32 keeps it usable by vLLM's CPU
+attention backend.
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ from __future__ import annotations
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+# `GRPOConfig` fields of a fast offline run on CPU: no accelerator or bf16, no tracker, no checkpoints, no reference
+# model (beta=0), a log entry every step. Callers add the run's own fields.
+CPU_RUN_SETTINGS = dict(use_cpu=True, bf16=False, report_to="none", save_strategy="no", beta=0.0, logging_steps=1)
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -76,5 +82,6 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Qwen2
 
 
 def build_tiny_model_and_tokenizer(seed: int = 0) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast]:
+    """`build_tiny_tokenizer()` and a `build_tiny_model` on it."""
     tokenizer = build_tiny_tokenizer()
     return build_tiny_model(tokenizer, seed=seed), tokenizer
