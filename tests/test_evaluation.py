@@ -127,3 +127,22 @@ def test_transformers_generate_fn_samples_n_completions_per_prompt_reproducibly(
     assert [len(group) for group in first] == [3, 3]
     assert first == again  # the seed is set once per generate function
     assert first != other
+
+
+@pytest.mark.parametrize("conversational", [True, False])
+def test_evaluate_prompts_match_the_training_format(tokenizer, conversational):
+    """Recipes train base models on plain-text prompts (`conversational: false`); eval must ask the same way."""
+    files = {"amc23": str(FIXTURES / "amc23.jsonl")}
+    asked = []
+
+    def recording_generate(prompts, n):
+        asked.extend(prompts)
+        return [["\\boxed{0}"] * n for _ in prompts]
+
+    evaluate(recording_generate, tokenizer, ["amc23"], k=1, data_files=files, conversational=conversational)
+    plain = load_benchmark("amc23", files["amc23"], conversational=False)["prompt"]
+    assert len(asked) == len(plain) == 2
+    if conversational:
+        assert all("<|im_start|>user" in prompt for prompt in asked)
+    else:
+        assert asked == plain

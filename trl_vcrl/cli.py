@@ -339,6 +339,7 @@ def run_eval(args: argparse.Namespace) -> dict:
         data_files=data_files,
         limit=args.limit,
         batch_size=batch_size,
+        conversational=not args.plain_text,
     )
     settings = {
         "model": args.model,
@@ -350,6 +351,7 @@ def run_eval(args: argparse.Namespace) -> dict:
         "max_new_tokens": args.max_new_tokens,
         "limit": args.limit,
         "seed": args.seed,
+        "plain_text": args.plain_text,
     }
     return settings | results
 
@@ -453,6 +455,12 @@ def make_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--temperature", type=float, default=0.6, help="Sampling temperature (default: 0.6).")
     eval_parser.add_argument("--top_p", type=float, default=0.95, help="Nucleus sampling mass (default: 0.95).")
     eval_parser.add_argument("--limit", type=int, default=None, help="Only the first N problems of each benchmark.")
+    eval_parser.add_argument(
+        "--plain_text",
+        action="store_true",
+        help="Plain-text prompts instead of the chat template, to match a model trained with conversational: false "
+        "(the recipes' base models).",
+    )
     eval_parser.add_argument(
         "--data_files",
         nargs="*",

@@ -292,6 +292,7 @@ def evaluate(
     data_files: dict[str, str] | None = None,
     limit: int | None = None,
     batch_size: int = 8,
+    conversational: bool = True,
 ) -> dict:
     """avg@k and pass@k on each benchmark and their mean over benchmarks.
 
@@ -313,6 +314,8 @@ def evaluate(
             Keep only the first `limit` problems of each benchmark.
         batch_size (`int`, *optional*, defaults to `8`):
             Prompts per `generate` call.
+        conversational (`bool`, *optional*, defaults to `True`):
+            Prompts through the chat template; `False` gives plain-text prompts, as the recipes train base models.
 
     Returns:
         `dict`: `{"benchmarks": {name: summary}, "average": {f"avg@{k}": ..., f"pass@{k}": ...}}`, each summary as
@@ -323,7 +326,7 @@ def evaluate(
     check_settings(benchmarks, k, num_samples, data_files)
     results = {}
     for name in benchmarks:
-        dataset = load_benchmark(name, data_files.get(name))
+        dataset = load_benchmark(name, data_files.get(name), conversational=conversational)
         if limit is not None:
             dataset = dataset.select(range(min(limit, len(dataset))))
         scores = score_benchmark(
