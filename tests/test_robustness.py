@@ -1,0 +1,433 @@
+"""Robustness of VCRLTrainer: duplicate prompts within a step, streaming datasets, KL-safe padding, checkpoints that
+survive odd rows and crashes, float tolerance, the schedule unit, example identity, resume with changed bank settings,
+the completions table, faulty reward functions and degenerate datasets.
+
+Rewards are deterministic where a test needs to know which groups pass: `mixed_reward` gives "mixed" prompts the
+rewards 0, 1, 0, 1 within each group (p = 1 for G = 4) and every other prompt 0 (p = 0).
+"""
+
+import datetime
+import decimal
+import json
+import logging
+import math
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import coin_reward, toy_dataset
+from datasets import Dataset, Features, Value
+from test_trainer import Recorder, groups_of, logged, make_trainer, row_rewards
+from trl import GRPOConfig, GRPOTrainer
+
+from trl_vcrl import VCRLConfig, VCRLTrainer, normalized_variance
+from trl_vcrl.tiny_model import build_tiny_model
+from trl_vcrl.trainer import STATE_FILE, merge_rows
+
+
+def mixed_reward(completions, kind, **kwargs):
+    return [float(i % 2) if k == "mixed" else 0.0 for i, k in enumerate(kind)]
+
+
+def rows_of(*kinds, **columns):
+    """A dataset with one row per kind, prompts named after their position and kind."""
+    rows = [{"prompt": f"Question {i} ({kind})", "kind": kind} for i, kind in enumerate(kinds)]
+    for name, values in columns.items():
+        for row, value in zip(rows, values):
+            row[name] = value
+    return Dataset.from_list(rows)
+
+
+class GenerationCalls:
+    """The prompt of every group each generation call of GRPOTrainer received (VCRL calls it once per round)."""
+
+    def __init__(self, monkeypatch, group_size):
+        self.calls = []
+        generate = GRPOTrainer._generate_and_score_completions
+
+        def record(trainer, inputs):
+            if trainer.model.training:
+                self.calls.append([row["prompt"] for row in inputs[::group_size]])
+            return generate(trainer, inputs)
+
+        monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", record)
+
+
+# ---------------------------------------------------------------- 1. no prompt twice in one step
+def test_bank_prompt_is_not_also_drawn_from_the_dataset(model, tokenizer, base_args, monkeypatch):
+    """Step 0 banks B (two identical rows, both pass; replay_bank_size=1 keeps one entry); step 1's fresh prompts A and
+    C both fail, the refill round takes B from the bank and must draw its dataset prompt from the rest (D), not B
+    again. Generating B twice would also re-add it to the bank after its last replay (replay_limit=1), resetting its
+    replay count."""
+    dataset = rows_of("mixed", "mixed", "hard", "hard", "mixed")  # B, B, A, C, D in the dataloader's order
+    dataset = dataset.map(lambda row, i: {"prompt": "Question B (mixed)"} if i < 2 else {}, with_indices=True)
+    calls = GenerationCalls(monkeypatch, group_size=4)
+    trainer = make_trainer(
+        model, tokenizer, base_args, dataset=dataset, reward=mixed_reward, kappa_schedule=["0:0.5"],
+        max_refill_rounds=1, replay_bank_size=1, replay_limit=1, shuffle_dataset=False, max_steps=2,
+    )  # fmt: skip
+    trainer.train()
+    step0, step1_fresh, step1_refill = calls.calls
+    assert step0 == ["Question B (mixed)"] * 2 and step1_fresh == ["Question 2 (hard)", "Question 3 (hard)"]
+    assert step1_refill == ["Question B (mixed)", "Question 4 (mixed)"]
+    step1 = step1_fresh + step1_refill
+    assert len(set(step1)) == len(step1)
+    # B was replayed its one time and left; D passed and entered the bank.
+    assert [entry.row["prompt"] for entry in trainer.replay_bank.entries.values()] == ["Question 4 (mixed)"]
+    assert logged(trainer, "vcrl/groups_from_bank") == [0.0, 1.0]
+
+
+# ---------------------------------------------------------------- 2. iterable datasets
+def test_iterable_dataset_refills_from_the_stream(model, tokenizer, base_args):
+    """A streaming dataset with VCRL's refill: dropped groups are replaced by later stream prompts, all pass kappa."""
+    dataset = toy_dataset(kinds=("coin", "coin", "easy", "hard"), size=96).to_iterable_dataset()
+    trainer = make_trainer(
+        model, tokenizer, base_args, dataset=dataset, kappa_schedule=["0:0.5"], max_refill_rounds=4, max_steps=4
+    )
+    recorder = Recorder(trainer)
+    trainer.train()
+    assert sum(logged(trainer, "vcrl/groups_from_refill")) > 0
+    assert logged(trainer, "vcrl/groups_from_fallback") == [0.0] * 4
+    for inputs in recorder.loss_inputs:
+        groups = groups_of(inputs, tokenizer)
+        assert len(groups) == 2 and all(normalized_variance(rewards) >= 0.5 for rewards in groups.values())
+    assert trainer.refill_rows.state_dict()["position"] > 0
+
+
+def test_iterable_dataset_resume_restores_the_stream_position(model, tokenizer, base_args, tmp_path):
+    dataset = toy_dataset(kinds=("coin", "hard"), size=96).to_iterable_dataset()
+    settings = dict(kappa_schedule=["0:0.5"], max_refill_rounds=2, max_steps=4, save_strategy="steps", save_steps=2)
+    full = make_trainer(
+        model, tokenizer, {**base_args, "output_dir": str(tmp_path / "full")}, dataset=dataset, **settings
+    )
+    full.train()
+    with open(tmp_path / "full" / "checkpoint-2" / STATE_FILE) as f:
+        assert json.load(f)["refill_rows"]["position"] > 0
+    resumed = make_trainer(
+        build_tiny_model(tokenizer, seed=0), tokenizer, {**base_args, "output_dir": str(tmp_path / "resumed")},
+        dataset=dataset, **settings,
+    )  # fmt: skip
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
+    assert resumed.curriculum_state_dict() == full.curriculum_state_dict()
+    for metric in ("vcrl/groups_from_refill", "vcrl/bank_size", "loss"):
+        assert logged(resumed, metric) == logged(full, metric)
+
+
+def test_trl_iterable_dataset_tests_with_vcrl_defaults(model, tokenizer, tmp_path):
+    """TRL's `test_train_with_iterable_dataset` and `test_iterable_dataset_forces_num_workers_zero` for GRPOTrainer,
+    run with VCRLTrainer and a plain GRPOConfig (VCRL's defaults, refill on); a local stream replaces the Hub set."""
+    args = GRPOConfig(
+        output_dir=str(tmp_path), learning_rate=0.1, per_device_train_batch_size=4, num_generations=4,
+        max_completion_length=8, max_steps=3, dataloader_num_workers=4, report_to="none", use_cpu=True, bf16=False,
+    )  # fmt: skip
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = VCRLTrainer(
+        model, coin_reward, args=args, train_dataset=toy_dataset().to_iterable_dataset(), processing_class=tokenizer
+    )
+    assert trainer.args.dataloader_num_workers == 0
+    trainer.train()
+    assert trainer.state.log_history[-1]["train_loss"] is not None
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert trainer.args.max_refill_rounds > 0 and logged(trainer, "vcrl/refill_rounds")
+
+
+def test_dynamic_sampling_without_refill_is_rejected(tmp_path):
+    """max_refill_rounds=0 would make VCRL GRPO's batch reordered, silently."""
+    with pytest.raises(ValueError, match="max_refill_rounds=0 with dynamic_sampling=True"):
+        VCRLConfig(
+            output_dir=str(tmp_path), max_refill_rounds=0, per_device_train_batch_size=8, num_generations=4,
+            use_cpu=True, bf16=False,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------- 5. float tolerance on the reward range
+def test_ten_rewards_weighted_a_tenth_sum_to_the_range_end(model, tokenizer, base_args):
+    """Ten float32 rewards of 1.0 weighted 0.1 sum to 1.0000001: the top of the range, not outside it."""
+
+    def one(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    args = VCRLConfig(**{**base_args, "max_steps": 1}, reward_weights=[0.1] * 10, max_refill_rounds=1)
+    trainer = VCRLTrainer(model, [one] * 10, args=args, train_dataset=toy_dataset(), processing_class=tokenizer)
+    trainer.train()
+    assert logged(trainer, "vcrl/p_mean") == [0.0]  # every completion scored exactly the top: constant groups
+    assert logged(trainer, "reward")[0] == pytest.approx(1.0)
+
+
+def test_range_end_float32_cannot_represent_takes_the_count_path(model, tokenizer, base_args):
+    """reward_range [0, 0.1] with float32 rewards 0.1: a binary group's p is exactly its closed form 4k(n-k)/n²."""
+    tenth = float(np.float32(0.1))
+    assert tenth != 0.1
+    assert normalized_variance([tenth, 0.0, tenth, 0.0], (0.0, 0.1)) == 1.0
+    assert normalized_variance([tenth, 0.0, 0.0, 0.0], (0.0, 0.1)) == 0.75
+
+    def tenth_reward(completions, kind, **kwargs):
+        return [r / 10 for r in mixed_reward(completions, kind)]
+
+    trainer = make_trainer(
+        model, tokenizer, base_args, dataset=rows_of(*["mixed"] * 8), reward=tenth_reward, reward_range=[0.0, 0.1],
+        kappa_schedule=["0:1.0"], max_steps=2,
+    )  # fmt: skip
+    trainer.train()
+    assert logged(trainer, "vcrl/p_mean") == [1.0, 1.0]
+    assert logged(trainer, "vcrl/kept_fraction") == [1.0, 1.0]  # p = 1 passes kappa = 1: not one ulp below
+
+
+# ---------------------------------------------------------------- 6. the kappa schedule counts rollout steps
+def test_kappa_schedule_counts_generation_batches(model, tokenizer, base_args):
+    """num_iterations=2: each generation batch trains two optimizer steps; the schedule's step 2 is the 3rd batch."""
+    trainer = make_trainer(
+        model, tokenizer, base_args, num_iterations=2, kappa_schedule=["0:0.3", "2:0.8"], max_steps=6,
+        max_refill_rounds=1,
+    )  # fmt: skip
+    trainer.train()
+    kappas = [(entry["step"], entry["vcrl/kappa"]) for entry in trainer.state.log_history if "vcrl/kappa" in entry]
+    assert kappas == [(1, 0.3), (3, 0.3), (5, 0.8)]
+    assert trainer.curriculum_state_dict()["rollout_step"] == 3
+
+
+# ---------------------------------------------------------------- 10. the completions table logs the trained rows
+def test_completions_table_holds_the_trained_rows(model, tokenizer, base_args):
+    trainer = make_trainer(
+        model, tokenizer, base_args, dataset=toy_dataset(kinds=("coin", "coin", "easy", "hard"), size=96),
+        kappa_schedule=["0:0.5"], max_refill_rounds=3, max_steps=3,
+    )  # fmt: skip
+    recorder = Recorder(trainer)
+    sources = []
+    log_curriculum = trainer._log_curriculum
+
+    def after_step(*args):
+        log_curriculum(*args)
+        sources.append(list(trainer._logs["extra"]["vcrl_source"]))
+
+    trainer._log_curriculum = after_step
+    trainer.train()
+    assert any(source != "fresh" for step in sources for source in step)
+    batch = recorder.generated[-1]
+    logs = trainer._logs
+    assert len(logs["prompt"]) == len(logs["completion"]) == len(logs["advantages"]) == 8
+    assert list(logs["advantages"]) == batch["advantages"].tolist()
+    _, rewards = row_rewards(batch, tokenizer)
+    assert list(logs["rewards"]["coin_reward"]) == rewards
+    assert set(logs["extra"]["vcrl_source"]) <= {"fresh", "bank", "refill", "fallback"}
+    assert len(logs["extra"]["vcrl_source"]) == 8
+
+
+# ---------------------------------------------------------------- 11. both switches off accepts what GRPO accepts
+def test_grpo_mode_accepts_what_grpo_config_accepts(tmp_path, monkeypatch):
+    """Two processes, 2 rows each, G=4: a whole group per generation batch globally, half a group per process."""
+    for config_cls in (GRPOConfig, VCRLConfig):
+        monkeypatch.setattr(config_cls, "world_size", property(lambda self: 2))
+    settings = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=4, use_cpu=True, bf16=False
+    )
+    GRPOConfig(**settings)
+    config = VCRLConfig(**settings, dynamic_sampling=False, replay=False)
+    assert config.generation_batch_size == 4
+    with pytest.raises(ValueError, match="VCRL keeps or drops whole groups per process"):
+        VCRLConfig(**settings)
+
+
+# ---------------------------------------------------------------- 3. KL-safe padding of merged rows
+def kl_term(ref_per_token_logps, per_token_logps):
+    """TRL 1.16's per-token KL estimator (GRPOTrainer._compute_loss), computed at every position, masked afterwards."""
+    return torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
+
+
+def completion_piece(rows, width, content, logp=-1.0):
+    """A training-batch slice of `rows` rows, `width` completion columns of which the first `content` are real."""
+    mask = torch.zeros(rows, width, dtype=torch.long)
+    mask[:, :content] = 1
+    return {
+        "prompt_ids": torch.full((rows, 2), 5), "prompt_mask": torch.ones(rows, 2, dtype=torch.long),
+        "completion_ids": torch.full((rows, width), 7) * mask, "completion_mask": mask,
+        "old_per_token_logps": torch.full((rows, width), logp), "ref_per_token_logps": torch.full((rows, width), logp),
+        "importance_sampling_ratio": torch.ones(rows, width),
+    }  # fmt: skip
+
+
+def test_merged_padding_keeps_the_kl_term_finite_and_masked():
+    """Columns a narrow round never had are padding after the merge. With a policy whose pad-token log-prob is -200
+    there, the masked KL sum must be finite and equal the sum over real tokens (ref padded with 0 gave inf * 0)."""
+    narrow, wide = completion_piece(4, 2, 2), completion_piece(4, 5, 5)
+    merged = merge_rows([narrow, wide], 0, None, False)
+    mask = merged["completion_mask"]
+    assert mask.shape == (8, 5) and mask[:4, 2:].sum() == 0
+    per_token_logps = torch.where(mask.bool(), torch.tensor(-1.5), torch.tensor(-200.0))
+    kl = kl_term(merged["ref_per_token_logps"], per_token_logps)
+    assert torch.isfinite(kl).all()
+    masked = (kl * mask).sum()
+    expected = kl_term(torch.tensor(-1.0), torch.tensor(-1.5)) * mask.sum()
+    torch.testing.assert_close(masked, expected)
+
+
+# ---------------------------------------------------------------- 8. importance-ratio level from the configuration
+def test_token_level_ratio_of_width_one_is_padded():
+    """A token-level ratio from a round whose longest completion is one token, merged with a wider round."""
+    merged = merge_rows([completion_piece(4, 1, 1), completion_piece(4, 3, 3)], 0, None, False)
+    ratio = merged["importance_sampling_ratio"]
+    assert ratio.shape == (8, 3) and torch.all(ratio[:4, 1:] == 1.0)
+    pieces = [completion_piece(4, 1, 1), completion_piece(4, 3, 3)]
+    for piece, value in zip(pieces, (0.5, 2.0)):
+        piece["importance_sampling_ratio"] = torch.full((4, 1), value)  # sequence level: one ratio per row
+    ratio = merge_rows(pieces, 0, None, True)["importance_sampling_ratio"]
+    assert ratio.shape == (8, 1) and ratio.view(-1).tolist() == [0.5] * 4 + [2.0] * 4
+
+
+# ---------------------------------------------------------------- 4. checkpoint state
+def assert_same_values(a, b):
+    """Equal and of the same type, recursively (numpy arrays: same dtype and items)."""
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same_values(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same_values(x, y)
+    else:
+        assert a == b
+
+
+def typed_dataset(size=16):
+    """Columns `datasets` gives back as datetime, date, bytes and Decimal values."""
+    import pyarrow as pa
+
+    kinds = ["mixed", "hard"] * (size // 2)
+    table = pa.table({
+        "prompt": [f"Question {i} ({kind})" for i, kind in enumerate(kinds)], "kind": kinds,
+        "when": pa.array([datetime.datetime(2024, 1, 2, 3, 4, 5, i) for i in range(size)], pa.timestamp("us")),
+        "day": pa.array([datetime.date(2024, 1, 1 + i) for i in range(size)], pa.date32()),
+        "blob": pa.array([bytes([i, 255]) for i in range(size)], pa.binary()),
+        "amount": pa.array([decimal.Decimal(f"{i}.25") for i in range(size)], pa.decimal128(10, 2)),
+    })  # fmt: skip
+    return Dataset(table)
+
+
+def test_any_row_round_trips_through_a_checkpoint(model, tokenizer, base_args, tmp_path):
+    """Dataset rows with datetime, date, bytes and Decimal values, and rows holding numpy arrays, numpy scalars and
+    tuples (a custom map-style dataset can yield those), come back from a checkpoint equal and of the same types."""
+    settings = dict(kappa_schedule=["0:0.0"], max_steps=1, save_strategy="steps", save_steps=1)
+    full = make_trainer(model, tokenizer, base_args, dataset=typed_dataset(), reward=mixed_reward, **settings)
+    odd_row = {
+        "prompt": "Question odd (mixed)", "kind": "mixed", "vector": np.arange(3, dtype=np.int16),
+        "score": np.float32(0.25), "pair": (1, ("a", b"b")), "nested": [{"t": (np.int64(4),)}],
+    }  # fmt: skip
+    full.replay_bank.add("odd row", odd_row, 0.0)  # kappa 0: nothing is dropped, so nothing is taken from the bank
+    full.train()
+    banked = {key: entry.row for key, entry in full.replay_bank.entries.items()}
+    assert len(banked) == 3 and type(banked["odd row"]["vector"]) is np.ndarray
+    assert {type(row.get("when")) for key, row in banked.items() if key != "odd row"} == {datetime.datetime}
+
+    resumed = make_trainer(
+        build_tiny_model(tokenizer, seed=0), tokenizer, {**base_args, "output_dir": str(tmp_path / "resumed")},
+        dataset=typed_dataset(), reward=mixed_reward, **settings,
+    )  # fmt: skip
+    loaded = []
+    load = resumed.load_curriculum_state_dict
+
+    def load_and_copy(state):  # the bank as loaded, before the resumed run trains on
+        load(state)
+        loaded.append({key: entry.row for key, entry in resumed.replay_bank.entries.items()})
+
+    resumed.load_curriculum_state_dict = load_and_copy
+    resumed.train(resume_from_checkpoint=os.path.join(base_args["output_dir"], "checkpoint-1"))
+    assert len(loaded) == 1
+    assert_same_values(loaded[0], banked)
+
+
+def test_state_file_is_written_atomically(model, tokenizer, base_args, monkeypatch):
+    """The state goes to a temporary file, complete, then is renamed: a reader never sees a partial file."""
+    renames = []
+    replace = os.replace
+
+    def recording_replace(source, destination):
+        if str(destination).endswith(STATE_FILE):
+            with open(source) as f:
+                renames.append((source, destination, os.path.exists(destination), json.load(f)["rollout_step"]))
+        return replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    trainer = make_trainer(model, tokenizer, base_args, max_steps=2, save_strategy="steps", save_steps=1)
+    trainer.train()
+    checkpoint = os.path.join(base_args["output_dir"], "checkpoint-{}", STATE_FILE)
+    assert renames == [(checkpoint.format(s) + ".tmp", checkpoint.format(s), False, s) for s in (1, 2)]
+    assert not any(name.endswith(".tmp") for name in os.listdir(os.path.dirname(checkpoint.format(2))))
+
+
+@pytest.mark.parametrize("saving_process", [True, False], ids=["rank0", "other-rank"])
+def test_unstorable_row_fails_on_every_process(model, tokenizer, base_args, monkeypatch, saving_process):
+    """A row value no checkpoint can hold raises a TypeError naming it, also on processes that do not write the file
+    (imitated by `should_save=False`), so no rank is left waiting in the save's collectives."""
+    monkeypatch.setattr(VCRLConfig, "should_save", property(lambda self: saving_process))
+    trainer = make_trainer(
+        model, tokenizer, base_args, kappa_schedule=["0:0.0"], max_steps=1, save_strategy="steps", save_steps=1
+    )
+    trainer.replay_bank.add("tagged", {"prompt": "Question tagged (easy)", "kind": "easy", "tags": {"a"}}, 0.0)
+    with pytest.raises(TypeError, match=r"\['tags'\] is a builtins.set, which VCRL cannot store in a checkpoint"):
+        trainer.train()
+
+
+def test_resume_true_takes_the_last_complete_checkpoint(model, tokenizer, base_args, tmp_path):
+    """A newer checkpoint folder without trainer_state.json (a run killed while saving it) is skipped, and its
+    partial state files are never read: the run resumes from the complete one and continues identically."""
+    settings = dict(kappa_schedule=["0:0.5"], max_refill_rounds=2, max_steps=3, save_strategy="steps", save_steps=1)
+    full = make_trainer(model, tokenizer, base_args, dataset=toy_dataset(kinds=("coin", "hard"), size=96), **settings)
+    full.train()
+    killed = os.path.join(base_args["output_dir"], "checkpoint-3")
+    os.remove(os.path.join(killed, "trainer_state.json"))
+    for name in (STATE_FILE, STATE_FILE + ".tmp"):
+        with open(os.path.join(killed, name), "w") as f:
+            f.write('{"replay_bank": {"entries": [["')  # cut off mid-write
+    resumed = make_trainer(
+        build_tiny_model(tokenizer, seed=0), tokenizer, base_args, dataset=toy_dataset(kinds=("coin", "hard"), size=96),
+        **settings,
+    )  # fmt: skip
+    resumed.train(resume_from_checkpoint=True)
+    for metric in ("vcrl/bank_size", "vcrl/groups_from_bank", "vcrl/kappa", "loss"):
+        assert logged(resumed, metric) == logged(full, metric)
+    assert resumed.curriculum_state_dict() == full.curriculum_state_dict()
+
+
+def test_resume_true_without_a_complete_checkpoint_is_an_error(model, tokenizer, base_args):
+    trainer = make_trainer(model, tokenizer, base_args)
+    os.makedirs(os.path.join(base_args["output_dir"], "checkpoint-1"))
+    with pytest.raises(ValueError, match="No complete checkpoint in"):
+        trainer.train(resume_from_checkpoint=True)
+
+
+# ---------------------------------------------------------------- 7. a training example is the whole row
+def test_rows_sharing_a_prompt_are_distinct_bank_entries(model, tokenizer, base_args):
+    """Two rows with one prompt and different answers: two bank entries, each replayed with its own answer."""
+    seen = []
+
+    def answer_reward(completions, kind, answer, **kwargs):
+        seen.append(list(answer[::4]))
+        return mixed_reward(completions, kind)
+
+    dataset = rows_of("mixed", "mixed", "hard", "hard", answer=["1", "2", "3", "4"])
+    dataset = dataset.map(lambda row, i: {"prompt": "Same question (mixed)"} if i < 2 else {}, with_indices=True)
+    trainer = make_trainer(
+        model, tokenizer, base_args, dataset=dataset, reward=answer_reward, kappa_schedule=["0:0.5"],
+        max_refill_rounds=1, shuffle_dataset=False, max_steps=2,
+    )  # fmt: skip
+    trainer.train()
+    assert seen[:2] == [["1", "2"], ["3", "4"]]  # step 0 banks both rows; step 1's fresh rows fail
+    assert sorted(seen[2]) == ["1", "2"]  # the refill round replays both, each with its own answer
+    assert logged(trainer, "vcrl/groups_from_bank") == [0.0, 2.0]
+
+
+def test_environment_without_a_dataset_is_a_clear_error(model, tokenizer, tmp_path):
+    class Environment:
+        def reset(self, **kwargs):
+            return ""
+
+    args = VCRLConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=4, use_cpu=True,
+                      bf16=False, report_to="none")  # fmt: skip
+    with pytest.raises(ValueError, match="with environment_factory and no train_dataset every row is an empty"):
+        VCRLTrainer(model, coin_reward, args=args, processing_class=tokenizer, environment_factory=Environment)
