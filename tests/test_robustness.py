@@ -19,7 +19,7 @@ import pytest
 import torch
 from conftest import coin_reward, toy_dataset
 from datasets import Dataset, Features, Value
-from test_trainer import Recorder, groups_of, logged, make_trainer, row_rewards
+from test_trainer import Recorder, decoded_rows, groups_of, logged, make_trainer, row_rewards
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_vcrl import VCRLConfig, VCRLTrainer, normalized_variance
@@ -431,3 +431,166 @@ def test_environment_without_a_dataset_is_a_clear_error(model, tokenizer, tmp_pa
                       bf16=False, report_to="none")  # fmt: skip
     with pytest.raises(ValueError, match="with environment_factory and no train_dataset every row is an empty"):
         VCRLTrainer(model, coin_reward, args=args, processing_class=tokenizer, environment_factory=Environment)
+
+
+# ---------------------------------------------------------------- 9. resume with changed bank settings
+@pytest.fixture(scope="module")
+def banked_checkpoint(tokenizer, tmp_path_factory):
+    """A checkpoint after 4 steps whose bank holds 6 prompts, 2 of them replayed once (priorities 0.975, others 0.75)."""
+    out = tmp_path_factory.mktemp("banked")
+    args = VCRLConfig(
+        output_dir=str(out), per_device_train_batch_size=8, num_generations=4, max_completion_length=8, max_steps=4,
+        learning_rate=1e-3, logging_steps=1, save_strategy="steps", save_steps=4, report_to="none", use_cpu=True,
+        bf16=False, seed=0, beta=0.0, disable_tqdm=True, kappa_schedule=["0:0.5"], max_refill_rounds=2,
+    )  # fmt: skip
+    trainer = VCRLTrainer(
+        build_tiny_model(tokenizer, seed=0), coin_reward, args=args,
+        train_dataset=toy_dataset(kinds=("coin", "coin", "hard"), size=96), processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    entries = trainer.replay_bank.entries.values()
+    assert len(entries) == 6 and sorted(e.replays for e in entries) == [0, 0, 0, 0, 1, 1]
+    return str(out / "checkpoint-4")
+
+
+def resume_with(checkpoint, tokenizer, base_args, caplog, max_steps=4, **settings):
+    """Resume `checkpoint` under `settings`; returns the trainer and its bank entries right after loading."""
+    trainer = make_trainer(
+        build_tiny_model(tokenizer, seed=0), tokenizer, base_args, dataset=toy_dataset(kinds=("coin", "coin", "hard")),
+        kappa_schedule=["0:0.5"], max_refill_rounds=2, max_steps=max_steps, **settings,
+    )  # fmt: skip
+    loaded = []
+    load = trainer.load_curriculum_state_dict
+
+    def load_and_copy(state):
+        load(state)
+        loaded.append([(e.priority, e.replays) for e in trainer.replay_bank.entries.values()])
+
+    trainer.load_curriculum_state_dict = load_and_copy
+    with caplog.at_level(logging.WARNING, logger="trl_vcrl.trainer"):
+        trainer.train(resume_from_checkpoint=checkpoint)
+    assert len(loaded) == 1
+    return trainer, loaded[0]
+
+
+def test_resume_with_a_smaller_bank_evicts_down_to_capacity(banked_checkpoint, tokenizer, base_args, caplog):
+    _, entries = resume_with(banked_checkpoint, tokenizer, base_args, caplog, replay_bank_size=2)
+    assert sorted(entries) == [(0.975, 1), (0.975, 1)]  # the lowest priorities left
+    assert "0 entries past the replay limit and 4 over capacity left it; 2 remain." in caplog.text
+
+
+def test_resume_with_replay_off_empties_the_bank(banked_checkpoint, tokenizer, base_args, caplog):
+    trainer, entries = resume_with(banked_checkpoint, tokenizer, base_args, caplog, max_steps=6, replay=False)
+    assert entries == []
+    assert "6 over capacity left it; 0 remain." in caplog.text
+    assert logged(trainer, "vcrl/groups_from_bank")[4:] == [0.0, 0.0]  # nothing replayed after the resume
+    assert len(trainer.replay_bank) == 0
+
+
+def test_resume_with_a_smaller_replay_limit_drops_spent_entries(banked_checkpoint, tokenizer, base_args, caplog):
+    _, entries = resume_with(banked_checkpoint, tokenizer, base_args, caplog, replay_limit=1)
+    assert sorted(entries) == [(0.75, 0)] * 4
+    assert "2 entries past the replay limit and 0 over capacity left it; 4 remain." in caplog.text
+
+
+# ---------------------------------------------------------------- reward function faults
+def failing_reward(fault):
+    def reward(completions, kind, **kwargs):
+        if fault == "raises":
+            raise ValueError("verifier crashed")
+        if fault == "wrong count":
+            return [1.0] * (len(completions) - 1)
+        if fault == "not a number":
+            return ["1"] * len(completions)
+        return [2.0 if i == 5 else 1.0 for i in range(len(completions))]  # out of range, completion 5 (group 1)
+
+    reward.__name__ = "faulty"
+    return reward
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("raises", r"Process 0 at step 0: reward function 'faulty' failed: ValueError: verifier crashed\. Training "
+                   r"stops on all 1 process\(es\)\."),
+        ("wrong count", r"Process 0 at step 0: reward function 'faulty' failed: ValueError: returned 7 rewards for 8 "
+                        r"completions \(one per completion\)"),
+        ("not a number", r"Process 0 at step 0: reward function 'faulty' failed: ValueError: returned '1' for "
+                         r"completion 0; a reward is a number or None"),
+        ("out of range", r"Combined reward 2 of completion 5 \(group 1\) at step 0 is outside reward_range=\[0.0, "
+                         r"1.0\] \(faulty=2 x weight 1\)"),
+    ],
+)  # fmt: skip
+def test_reward_function_fault_is_a_clear_error(model, tokenizer, base_args, fault, message):
+    trainer = make_trainer(model, tokenizer, base_args, reward=failing_reward(fault))
+    error = ValueError if fault == "out of range" else RuntimeError
+    with pytest.raises(error, match=message):
+        trainer.train()
+
+
+@pytest.mark.parametrize("missing", [None, math.nan], ids=["None", "NaN"])
+def test_unscorable_group_is_dropped_and_training_continues(model, tokenizer, base_args, missing):
+    """A reward function that scores no completion of a group (None or NaN): p = 0, the group is replaced."""
+
+    def partial_reward(completions, kind, **kwargs):
+        return [missing if k == "unscorable" else r for k, r in zip(kind, mixed_reward(completions, kind))]
+
+    trainer = make_trainer(
+        model, tokenizer, base_args, dataset=rows_of(*["unscorable", "mixed"] * 8), reward=partial_reward,
+        kappa_schedule=["0:0.5"], max_refill_rounds=4, max_steps=3, shuffle_dataset=False,
+    )  # fmt: skip
+    recorder = Recorder(trainer)
+    trainer.train()
+    assert logged(trainer, "vcrl/p_hist/0.0-0.2") == [0.5, 0.5, 0.5]  # the unscorable half of every fresh batch
+    assert logged(trainer, "vcrl/groups_from_fallback") == [0.0] * 3
+    assert all(math.isfinite(loss) for loss in logged(trainer, "loss")) and len(logged(trainer, "loss")) == 3
+    for inputs in recorder.loss_inputs:
+        prompts = [prompt for prompt, _ in decoded_rows(inputs, tokenizer)]
+        assert len(prompts) == 8 and not any("unscorable" in prompt for prompt in prompts)
+
+
+# ---------------------------------------------------------------- data faults
+def test_dataset_smaller_than_one_batch_stops_as_grpo_does(model, tokenizer, base_args):
+    """One prompt for a batch of two groups: TRL's sampler yields no whole batch, so GRPOTrainer trains no step
+    (transformers warns "not a single sample in your epoch_iterator"); VCRLTrainer does the same, without error."""
+    trainers = [
+        make_trainer(model, tokenizer, base_args, dataset=rows_of("mixed"), reward=mixed_reward),
+        GRPOTrainer(
+            build_tiny_model(tokenizer, seed=0), mixed_reward, args=GRPOConfig(**base_args),
+            train_dataset=rows_of("mixed"), processing_class=tokenizer,
+        ),
+    ]  # fmt: skip
+    for trainer in trainers:
+        recorder = Recorder(trainer)
+        trainer.train()
+        assert trainer.state.global_step == 0 and recorder.loss_inputs == []
+    assert len(trainers[0].replay_bank) == 0 and logged(trainers[0], "vcrl/kappa") == []
+
+
+def test_every_prompt_identical(model, tokenizer, base_args):
+    """16 copies of one row are one training example: one bank entry; refill repeats it rather than failing."""
+    dataset = Dataset.from_list([{"prompt": "Question (coin)", "kind": "coin"}] * 16)
+    trainer = make_trainer(
+        model, tokenizer, base_args, dataset=dataset, kappa_schedule=["0:0.5"], max_refill_rounds=2, max_steps=4
+    )
+    recorder = Recorder(trainer)
+    trainer.train()
+    assert [len(inputs["prompt_ids"]) for inputs in recorder.loss_inputs] == [8] * 4
+    assert len(trainer.replay_bank) <= 1 and max(logged(trainer, "vcrl/bank_size")) == 1.0
+    assert all(math.isfinite(loss) for loss in logged(trainer, "loss"))
+
+
+def test_no_passing_prompt_for_fifty_steps(model, tokenizer, base_args):
+    """Every prompt always fails: the best dropped groups fill the batch every step, with exactly one warning."""
+    trainer = make_trainer(
+        model, tokenizer, {**base_args, "max_completion_length": 2}, dataset=rows_of("hard", "easy"),
+        reward=coin_reward, per_device_train_batch_size=4, num_generations=2, max_refill_rounds=1, max_steps=50,
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    assert len([w for w in caught if "kept to fill the batch" in str(w.message)]) == 1
+    assert logged(trainer, "vcrl/groups_from_fallback") == [2.0] * 50
+    assert logged(trainer, "vcrl/kept_fraction") == [0.0] * 50
+    assert logged(trainer, "vcrl/bank_size") == [0.0] * 50
+    assert trainer.curriculum_state_dict()["warned_fallback"] is True
