@@ -12,17 +12,22 @@ import json
 import logging
 import math
 import os
+import signal
+import socket
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import coin_reward, toy_dataset
-from datasets import Dataset, Features, Value
+from datasets import Dataset
 from test_trainer import Recorder, decoded_rows, groups_of, logged, make_trainer, row_rewards
 from trl import GRPOConfig, GRPOTrainer
 
-from trl_vcrl import VCRLConfig, VCRLTrainer, normalized_variance
+from trl_vcrl import ReplayBank, VCRLConfig, VCRLTrainer, normalized_variance
 from trl_vcrl.tiny_model import build_tiny_model
 from trl_vcrl.trainer import STATE_FILE, merge_rows
 
@@ -57,16 +62,15 @@ class GenerationCalls:
 
 # ---------------------------------------------------------------- 1. no prompt twice in one step
 def test_bank_prompt_is_not_also_drawn_from_the_dataset(model, tokenizer, base_args, monkeypatch):
-    """Step 0 banks B (two identical rows, both pass; replay_bank_size=1 keeps one entry); step 1's fresh prompts A and
-    C both fail, the refill round takes B from the bank and must draw its dataset prompt from the rest (D), not B
-    again. Generating B twice would also re-add it to the bank after its last replay (replay_limit=1), resetting its
-    replay count."""
+    """Step 0 banks B (two identical rows, one example); step 1's fresh prompts A and C both fail, the refill round
+    takes B from the bank and must draw its dataset prompt from the rest (D), not B again. Generating B twice would
+    also re-add it to the bank after its last replay (replay_limit=1), resetting its replay count."""
     dataset = rows_of("mixed", "mixed", "hard", "hard", "mixed")  # B, B, A, C, D in the dataloader's order
     dataset = dataset.map(lambda row, i: {"prompt": "Question B (mixed)"} if i < 2 else {}, with_indices=True)
     calls = GenerationCalls(monkeypatch, group_size=4)
     trainer = make_trainer(
         model, tokenizer, base_args, dataset=dataset, reward=mixed_reward, kappa_schedule=["0:0.5"],
-        max_refill_rounds=1, replay_bank_size=1, replay_limit=1, shuffle_dataset=False, max_steps=2,
+        max_refill_rounds=1, replay_limit=1, shuffle_dataset=False, max_steps=2,
     )  # fmt: skip
     trainer.train()
     step0, step1_fresh, step1_refill = calls.calls
@@ -190,29 +194,33 @@ def test_kappa_schedule_counts_generation_batches(model, tokenizer, base_args):
 
 # ---------------------------------------------------------------- 10. the completions table logs the trained rows
 def test_completions_table_holds_the_trained_rows(model, tokenizer, base_args):
+    """After each step TRL's completions table holds exactly the trained rows, in batch order, with the advantages
+    they were trained with and the source of each group; rows of refill rounds that were not trained are gone."""
     trainer = make_trainer(
         model, tokenizer, base_args, dataset=toy_dataset(kinds=("coin", "coin", "easy", "hard"), size=96),
         kappa_schedule=["0:0.5"], max_refill_rounds=3, max_steps=3,
     )  # fmt: skip
     recorder = Recorder(trainer)
-    sources = []
+    tables = []
     log_curriculum = trainer._log_curriculum
 
-    def after_step(*args):
+    def log_and_copy_table(*args):
         log_curriculum(*args)
-        sources.append(list(trainer._logs["extra"]["vcrl_source"]))
+        logs = trainer._logs
+        tables.append({"prompt": list(logs["prompt"]), "advantages": list(logs["advantages"]),
+                       "reward": list(logs["rewards"]["coin_reward"]), "source": list(logs["extra"]["vcrl_source"])})
 
-    trainer._log_curriculum = after_step
+    trainer._log_curriculum = log_and_copy_table
     trainer.train()
-    assert any(source != "fresh" for step in sources for source in step)
-    batch = recorder.generated[-1]
-    logs = trainer._logs
-    assert len(logs["prompt"]) == len(logs["completion"]) == len(logs["advantages"]) == 8
-    assert list(logs["advantages"]) == batch["advantages"].tolist()
-    _, rewards = row_rewards(batch, tokenizer)
-    assert list(logs["rewards"]["coin_reward"]) == rewards
-    assert set(logs["extra"]["vcrl_source"]) <= {"fresh", "bank", "refill", "fallback"}
-    assert len(logs["extra"]["vcrl_source"]) == 8
+    assert len(tables) == len(recorder.generated) == 3
+    for table, batch in zip(tables, recorder.generated):
+        prompts, rewards = row_rewards(batch, tokenizer)
+        assert table["prompt"] == prompts and table["reward"] == rewards
+        assert table["advantages"] == batch["advantages"].tolist()
+        sources = table["source"]
+        assert len(sources) == 8 and all(len(set(sources[i : i + 4])) == 1 for i in (0, 4))
+        assert set(sources) <= {"fresh", "bank", "refill", "fallback"}
+    assert any(source != "fresh" for table in tables for source in table["source"])
 
 
 # ---------------------------------------------------------------- 11. both switches off accepts what GRPO accepts
@@ -385,8 +393,8 @@ def test_resume_true_takes_the_last_complete_checkpoint(model, tokenizer, base_a
         with open(os.path.join(killed, name), "w") as f:
             f.write('{"replay_bank": {"entries": [["')  # cut off mid-write
     resumed = make_trainer(
-        build_tiny_model(tokenizer, seed=0), tokenizer, base_args, dataset=toy_dataset(kinds=("coin", "hard"), size=96),
-        **settings,
+        build_tiny_model(tokenizer, seed=0), tokenizer, base_args,
+        dataset=toy_dataset(kinds=("coin", "hard"), size=96), **settings,
     )  # fmt: skip
     resumed.train(resume_from_checkpoint=True)
     for metric in ("vcrl/bank_size", "vcrl/groups_from_bank", "vcrl/kappa", "loss"):
@@ -436,7 +444,7 @@ def test_environment_without_a_dataset_is_a_clear_error(model, tokenizer, tmp_pa
 # ---------------------------------------------------------------- 9. resume with changed bank settings
 @pytest.fixture(scope="module")
 def banked_checkpoint(tokenizer, tmp_path_factory):
-    """A checkpoint after 4 steps whose bank holds 6 prompts, 2 of them replayed once (priorities 0.975, others 0.75)."""
+    """A checkpoint after 4 steps whose bank holds 6 prompts: 2 replayed once (priority 0.975), 4 never (0.75)."""
     out = tmp_path_factory.mktemp("banked")
     args = VCRLConfig(
         output_dir=str(out), per_device_train_batch_size=8, num_generations=4, max_completion_length=8, max_steps=4,
@@ -594,3 +602,68 @@ def test_no_passing_prompt_for_fifty_steps(model, tokenizer, base_args):
     assert logged(trainer, "vcrl/kept_fraction") == [0.0] * 50
     assert logged(trainer, "vcrl/bank_size") == [0.0] * 50
     assert trainer.curriculum_state_dict()["warned_fallback"] is True
+
+
+def test_bank_load_applies_its_own_settings():
+    saved = ReplayBank(capacity=4, replay_limit=3, seed=0)
+    for i, key in enumerate("abcd"):
+        saved.add(key, {"prompt": key}, 0.1 * (i + 1))
+    assert [key for key, _ in saved.take(1)] == ["d"]
+    bank = ReplayBank(capacity=2, replay_limit=1)
+    assert bank.load_state_dict(saved.state_dict()) == {"past_replay_limit": 1, "over_capacity": 1}
+    assert sorted(bank.entries) == ["b", "c"]
+    assert [key for key, _ in bank.take(2)] == ["c", "b"]
+
+
+# ---------------------------------------------------------------- crashes and multi-process faults (subprocesses)
+WORKER = Path(__file__).with_name("fault_worker.py")
+
+
+def run_worker(command, out, timeout=300):
+    """Run a fault worker in its own process group; a run past `timeout` (a hang) is killed and fails the test."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(WORKER.parent.parent)}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"{' '.join(map(str, command))} still running after {timeout} s: a hang")
+    return process.returncode, output
+
+
+@pytest.mark.slow
+def test_killed_while_saving_resumes_from_the_last_complete_checkpoint(tmp_path):
+    """SIGKILL while checkpoint 3 is being saved; a fresh process resumes (resume_from_checkpoint=True) from
+    checkpoint 2 and logs exactly what an uninterrupted run logs."""
+    for mode in ("full", "kill", "resume"):
+        returncode, output = run_worker([sys.executable, str(WORKER), str(tmp_path), mode], tmp_path)
+        assert returncode == (-signal.SIGKILL if mode == "kill" else 0), output[-3000:]
+        if mode == "kill":
+            killed = tmp_path / "run" / "checkpoint-3"
+            assert (killed / STATE_FILE).exists() and not (killed / "trainer_state.json").exists()
+    full, resumed = (json.loads((tmp_path / f"{mode}.json").read_text()) for mode in ("full", "resume"))
+    metrics = ("loss", "vcrl/kappa", "vcrl/bank_size", "vcrl/groups_from_bank", "vcrl/groups_from_refill",
+               "vcrl/p_mean", "vcrl/rollouts_per_trained_group")  # fmt: skip
+    steps = [{name: entry[name] for name in metrics} for entry in full if "loss" in entry]
+    assert len(steps) == 4 and sum(step["vcrl/groups_from_bank"] for step in steps[2:]) > 0
+    assert [{name: entry[name] for name in metrics} for entry in resumed if "loss" in entry] == steps
+
+
+@pytest.mark.slow
+def test_reward_error_on_one_rank_stops_both(tmp_path):
+    """Two processes (torchrun, gloo on CPU); only rank 1's reward function raises. Both ranks stop at the same step
+    with the error naming rank 1, and the run ends with an error instead of hanging in the reward gather."""
+    with socket.socket() as probe:  # torchrun's --master_port 0 does not pick a free port: the ranks never meet
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+               str(WORKER), str(tmp_path), "reward-error"]  # fmt: skip
+    returncode, output = run_worker(command, tmp_path, timeout=240)
+    assert returncode != 0
+    for rank in (0, 1):
+        message = (tmp_path / f"rank{rank}.txt").read_text()
+        assert message.startswith("Process 1 at step 0: reward function 'rank_one_fails' failed: ValueError: verifier "
+                                  "crashed on rank 1. Training stops on all 2 process(es)."), message  # fmt: skip
