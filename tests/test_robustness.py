@@ -52,10 +52,12 @@ class GenerationCalls:
         self.calls = []
         generate = GRPOTrainer._generate_and_score_completions
 
-        def record(trainer, inputs):
-            if trainer.model.training:
-                self.calls.append([row["prompt"] for row in inputs[::group_size]])
-            return generate(trainer, inputs)
+        calls = self.calls
+
+        def record(self, inputs):  # GRPOTrainer's own signature, which VCRL checks at construction
+            if self.model.training:
+                calls.append([row["prompt"] for row in inputs[::group_size]])
+            return generate(self, inputs)
 
         monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", record)
 
@@ -444,7 +446,8 @@ def test_environment_without_a_dataset_is_a_clear_error(model, tokenizer, tmp_pa
 # ---------------------------------------------------------------- 9. resume with changed bank settings
 @pytest.fixture(scope="module")
 def banked_checkpoint(tokenizer, tmp_path_factory):
-    """A checkpoint after 4 steps whose bank holds 6 prompts: 2 replayed once (priority 0.975), 4 never (0.75)."""
+    """A checkpoint after 4 steps whose bank holds replayed and never-replayed prompts, and those entries as
+    `(priority, tiebreak, replays)`."""
     out = tmp_path_factory.mktemp("banked")
     args = VCRLConfig(
         output_dir=str(out), per_device_train_batch_size=8, num_generations=4, max_completion_length=8, max_steps=4,
@@ -456,9 +459,9 @@ def banked_checkpoint(tokenizer, tmp_path_factory):
         train_dataset=toy_dataset(kinds=("coin", "coin", "hard"), size=96), processing_class=tokenizer,
     )  # fmt: skip
     trainer.train()
-    entries = trainer.replay_bank.entries.values()
-    assert len(entries) == 6 and sorted(e.replays for e in entries) == [0, 0, 0, 0, 1, 1]
-    return str(out / "checkpoint-4")
+    entries = [(e.priority, e.tiebreak, e.replays) for e in trainer.replay_bank.entries.values()]
+    assert {replays > 0 for _, _, replays in entries} == {True, False}
+    return str(out / "checkpoint-4"), entries
 
 
 def resume_with(checkpoint, tokenizer, base_args, caplog, max_steps=4, **settings):
@@ -472,7 +475,7 @@ def resume_with(checkpoint, tokenizer, base_args, caplog, max_steps=4, **setting
 
     def load_and_copy(state):
         load(state)
-        loaded.append([(e.priority, e.replays) for e in trainer.replay_bank.entries.values()])
+        loaded.append(sorted((e.priority, e.tiebreak, e.replays) for e in trainer.replay_bank.entries.values()))
 
     trainer.load_curriculum_state_dict = load_and_copy
     with caplog.at_level(logging.WARNING, logger="trl_vcrl.trainer"):
@@ -482,23 +485,30 @@ def resume_with(checkpoint, tokenizer, base_args, caplog, max_steps=4, **setting
 
 
 def test_resume_with_a_smaller_bank_evicts_down_to_capacity(banked_checkpoint, tokenizer, base_args, caplog):
-    _, entries = resume_with(banked_checkpoint, tokenizer, base_args, caplog, replay_bank_size=2)
-    assert sorted(entries) == [(0.975, 1), (0.975, 1)]  # the lowest priorities left
-    assert "0 entries past the replay limit and 4 over capacity left it; 2 remain." in caplog.text
+    checkpoint, saved = banked_checkpoint
+    _, entries = resume_with(checkpoint, tokenizer, base_args, caplog, replay_bank_size=len(saved) - 1)
+    assert entries == sorted(saved)[1:]  # the lowest (priority, tiebreak) left
+    assert f"0 entries past the replay limit and 1 over capacity left it; {len(saved) - 1} remain." in caplog.text
 
 
 def test_resume_with_replay_off_empties_the_bank(banked_checkpoint, tokenizer, base_args, caplog):
-    trainer, entries = resume_with(banked_checkpoint, tokenizer, base_args, caplog, max_steps=6, replay=False)
+    checkpoint, saved = banked_checkpoint
+    trainer, entries = resume_with(checkpoint, tokenizer, base_args, caplog, max_steps=6, replay=False)
     assert entries == []
-    assert "6 over capacity left it; 0 remain." in caplog.text
+    assert f"{len(saved)} over capacity left it; 0 remain." in caplog.text
     assert logged(trainer, "vcrl/groups_from_bank")[4:] == [0.0, 0.0]  # nothing replayed after the resume
     assert len(trainer.replay_bank) == 0
 
 
 def test_resume_with_a_smaller_replay_limit_drops_spent_entries(banked_checkpoint, tokenizer, base_args, caplog):
-    _, entries = resume_with(banked_checkpoint, tokenizer, base_args, caplog, replay_limit=1)
-    assert sorted(entries) == [(0.75, 0)] * 4
-    assert "2 entries past the replay limit and 0 over capacity left it; 4 remain." in caplog.text
+    checkpoint, saved = banked_checkpoint
+    _, entries = resume_with(checkpoint, tokenizer, base_args, caplog, replay_limit=1)
+    unreplayed = sorted(entry for entry in saved if entry[2] == 0)
+    assert entries == unreplayed
+    spent = len(saved) - len(unreplayed)
+    assert f"{spent} entries past the replay limit and 0 over capacity left it; {len(unreplayed)} remain." in (
+        caplog.text
+    )
 
 
 # ---------------------------------------------------------------- reward function faults
