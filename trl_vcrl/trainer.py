@@ -548,7 +548,7 @@ class VCRLTrainer(GRPOTrainer):
         fallback = {id(c) for c in selection.fallback}
         trained = [c for chosen in selection.chosen for c in chosen]
         logs = _completion_logs(self._logs)
-        columns = {name for r in rounds for name in r.logs if name != "advantages"}
+        columns = {name for r in rounds for name in r.logs if name not in ("advantages", "extra/vcrl_source")}
         for position, c in enumerate(trained):
             rows = _global_rows(c, rounds, G)
             for name in columns:
