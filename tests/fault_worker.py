@@ -18,7 +18,7 @@ import transformers
 from conftest import coin_reward, toy_dataset
 
 from trl_vcrl import VCRLConfig, VCRLTrainer
-from trl_vcrl.tiny_model import build_tiny_model_and_tokenizer
+from trl_vcrl.testing import build_tiny_model_and_tokenizer
 
 
 def make_trainer(output_dir: str, reward_funcs=coin_reward) -> VCRLTrainer:

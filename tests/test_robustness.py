@@ -28,7 +28,7 @@ from test_trainer import Recorder, decoded_rows, groups_of, logged, make_trainer
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_vcrl import ReplayBank, VCRLConfig, VCRLTrainer, normalized_variance
-from trl_vcrl.tiny_model import build_tiny_model
+from trl_vcrl.testing import build_tiny_model
 from trl_vcrl.trainer import STATE_FILE, merge_rows
 
 
@@ -140,12 +140,13 @@ def test_trl_iterable_dataset_tests_with_vcrl_defaults(model, tokenizer, tmp_pat
 
 
 def test_dynamic_sampling_without_refill_is_rejected(tmp_path):
-    """max_refill_rounds=0 would make VCRL GRPO's batch reordered, silently."""
+    """With the paper's procedure, max_refill_rounds=0 would make VCRL GRPO's batch reordered, silently. With
+    efficient sampling the bank and the screen still feed the first call, so it is allowed."""
+    settings = dict(output_dir=str(tmp_path), max_refill_rounds=0, per_device_train_batch_size=8, num_generations=4,
+                    use_cpu=True, bf16=False)  # fmt: skip
     with pytest.raises(ValueError, match="max_refill_rounds=0 with dynamic_sampling=True"):
-        VCRLConfig(
-            output_dir=str(tmp_path), max_refill_rounds=0, per_device_train_batch_size=8, num_generations=4,
-            use_cpu=True, bf16=False,
-        )  # fmt: skip
+        VCRLConfig(**settings, efficient_sampling=False)
+    assert VCRLConfig(**settings).max_refill_rounds == 0
 
 
 # ---------------------------------------------------------------- 5. float tolerance on the reward range
@@ -568,21 +569,17 @@ def test_unscorable_group_is_dropped_and_training_continues(model, tokenizer, ba
 
 
 # ---------------------------------------------------------------- data faults
-def test_dataset_smaller_than_one_batch_stops_as_grpo_does(model, tokenizer, base_args):
+def test_dataset_smaller_than_one_batch_is_a_clear_error(model, tokenizer, base_args):
     """One prompt for a batch of two groups: TRL's sampler yields no whole batch, so GRPOTrainer trains no step
-    (transformers warns "not a single sample in your epoch_iterator"); VCRLTrainer does the same, without error."""
-    trainers = [
-        make_trainer(model, tokenizer, base_args, dataset=rows_of("mixed"), reward=mixed_reward),
-        GRPOTrainer(
-            build_tiny_model(tokenizer, seed=0), mixed_reward, args=GRPOConfig(**base_args),
-            train_dataset=rows_of("mixed"), processing_class=tokenizer,
-        ),
-    ]  # fmt: skip
-    for trainer in trainers:
-        recorder = Recorder(trainer)
-        trainer.train()
-        assert trainer.state.global_step == 0 and recorder.loss_inputs == []
-    assert len(trainers[0].replay_bank) == 0 and logged(trainers[0], "vcrl/kappa") == []
+    (transformers only warns "not a single sample in your epoch_iterator"); VCRLTrainer says so when it is built."""
+    grpo = GRPOTrainer(
+        build_tiny_model(tokenizer, seed=0), mixed_reward, args=GRPOConfig(**base_args),
+        train_dataset=rows_of("mixed"), processing_class=tokenizer,
+    )  # fmt: skip
+    grpo.train()
+    assert grpo.state.global_step == 0
+    with pytest.raises(ValueError, match=r"train_dataset has 1 prompt\(s\), fewer than the 2 one generation batch"):
+        make_trainer(model, tokenizer, base_args, dataset=rows_of("mixed"), reward=mixed_reward)
 
 
 def test_every_prompt_identical(model, tokenizer, base_args):

@@ -201,6 +201,13 @@ class VCRLTrainer(GRPOTrainer):
         stop_input_grad_hook_leak(self.model)
         if args.dynamic_sampling:
             check_trl(self)
+            prompts_per_batch = args.generation_batch_size // args.num_generations
+            if not isinstance(self.train_dataset, IterableDataset) and len(self.train_dataset) < prompts_per_batch:
+                raise ValueError(
+                    f"train_dataset has {len(self.train_dataset)} prompt(s), fewer than the {prompts_per_batch} one "
+                    f"generation batch takes (generation_batch_size={args.generation_batch_size} / num_generations="
+                    f"{args.num_generations}): no step would train. Use more prompts or a smaller batch."
+                )
             if self._is_vlm:
                 raise NotImplementedError("VCRL dynamic sampling supports text-only models; set dynamic_sampling=False.")
         self.reward_funcs = [self._stop_all_ranks_on_error(f, n) for f, n in zip(self.reward_funcs, self.reward_func_names)]
