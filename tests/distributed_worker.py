@@ -23,8 +23,13 @@ SCENARIOS = {
     "uneven": dict(dataset=dict(kinds=("coin", "hard"), size=96), settings=dict(max_refill_rounds=3)),
     "one_rank_fails_paper": dict(
         dataset=dict(kinds=("hard",) * 4 + ("coin",) * 4, size=96),
-        settings=dict(max_refill_rounds=1, shuffle_dataset=False, efficient_sampling=False, max_steps=6,
-                      per_device_train_batch_size=16),
+        settings=dict(
+            max_refill_rounds=1,
+            shuffle_dataset=False,
+            efficient_sampling=False,
+            max_steps=6,
+            per_device_train_batch_size=16,
+        ),
     ),
     "one_rank_fails_efficient": dict(
         dataset=dict(kinds=("hard",) * 4 + ("coin",) * 4, size=96),

@@ -43,7 +43,10 @@ def test_kappa_schedule_field_gives_a_piecewise_constant_schedule(tmp_path):
         (dict(kappa=-0.1), "kappa must lie in [0, 1]"),
         (dict(kappa_warmup=1.5), "kappa_warmup must lie in [0, 1]"),
         (dict(kappa_warmup_steps=-1), "kappa_warmup_steps must be >= 0"),
-        (dict(kappa_schedule=["0:0.3", "20:1.5"]), "kappa_schedule=['0:0.3', '20:1.5']: kappa must lie in [0, 1], got 1.5 at step 20"),
+        (
+            dict(kappa_schedule=["0:0.3", "20:1.5"]),
+            "kappa_schedule=['0:0.3', '20:1.5']: kappa must lie in [0, 1], got 1.5 at step 20",
+        ),
         (dict(kappa_schedule=["0:0.3", "20:0.8", "10:0.5"]), "strictly increasing"),
         (dict(kappa_schedule=["5:0.3"]), "must start at step 0"),
         (dict(kappa_schedule=["0-0.3"]), "not of the form 'step:kappa'"),
@@ -52,8 +55,10 @@ def test_kappa_schedule_field_gives_a_piecewise_constant_schedule(tmp_path):
         (dict(reward_range=[1.0, 1.0]), "is empty"),
         (dict(reward_range=[0.0, float("inf")]), "two finite numbers"),
         (dict(reward_range=[0.0]), "two finite numbers"),
-        (dict(replay_bank_size=-1), "replay_bank_size=-1, replay_momentum=0.9, replay_limit=2: replay bank capacity "
-         "must be >= 0"),
+        (
+            dict(replay_bank_size=-1),
+            "replay_bank_size=-1, replay_momentum=0.9, replay_limit=2: replay bank capacity must be >= 0",
+        ),
         (dict(max_refill_rounds=-2), "max_refill_rounds must be >= 0"),
         (dict(replay_limit=0), "replay_limit=0: replay limit must be >= 1"),
         (dict(replay_momentum=1.5), "replay_momentum=1.5, replay_limit=2: replay momentum must lie in [0, 1]"),

@@ -99,7 +99,9 @@ def test_missing_column_error_names_file_column_and_expected():
 
 
 def test_unknown_benchmark_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"Unknown benchmark 'gsm8k'; allowed values are \['aime24', 'aime25', 'amc23', "):
+    with pytest.raises(
+        ValueError, match=r"Unknown benchmark 'gsm8k'; allowed values are \['aime24', 'aime25', 'amc23', "
+    ):
         load_benchmark("gsm8k")
 
 

@@ -224,9 +224,7 @@ def test_nonbinary_groups_never_beat_the_binary_bound():
         # mostly near the ends, where p is large and the bound is tight
         rewards = [rng.choice([low, high, rng.uniform(low, high)]) for _ in range(group_size)]
         total = sum((r - low) / (high - low) for r in rewards)
-        bound = max(
-            normalized_variance(binary_group(k, group_size)) for k in {math.floor(total), math.ceil(total)}
-        )
+        bound = max(normalized_variance(binary_group(k, group_size)) for k in {math.floor(total), math.ceil(total)})
         assert normalized_variance(rewards, (low, high)) <= bound + 1e-9
     for k in range(9):
         two_point = [2.0] * k + [-1.0] * (8 - k)

@@ -28,8 +28,9 @@ from test_trainer import Recorder, decoded_rows, groups_of, logged, make_trainer
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_vcrl import ReplayBank, VCRLConfig, VCRLTrainer, normalized_variance
+from trl_vcrl.batch import merge_rows
 from trl_vcrl.testing import build_tiny_model
-from trl_vcrl.trainer import STATE_FILE, merge_rows
+from trl_vcrl.trainer import STATE_FILE
 
 
 def mixed_reward(completions, kind, **kwargs):
@@ -210,8 +211,14 @@ def test_completions_table_holds_the_trained_rows(model, tokenizer, base_args):
     def log_and_copy_table(*args):
         log_curriculum(*args)
         logs = trainer._logs
-        tables.append({"prompt": list(logs["prompt"]), "advantages": list(logs["advantages"]),
-                       "reward": list(logs["rewards"]["coin_reward"]), "source": list(logs["extra"]["vcrl_source"])})
+        tables.append(
+            {
+                "prompt": list(logs["prompt"]),
+                "advantages": list(logs["advantages"]),
+                "reward": list(logs["rewards"]["coin_reward"]),
+                "source": list(logs["extra"]["vcrl_source"]),
+            }
+        )
 
     trainer._log_curriculum = log_and_copy_table
     trainer.train()

@@ -16,7 +16,7 @@ def through_json(value):
 
 
 ODD_VALUES = {
-    "datetime": datetime.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=datetime.timezone.utc),
+    "datetime": datetime.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=datetime.UTC),
     "naive datetime": datetime.datetime(2024, 1, 2, 3, 4, 5),
     "date": datetime.date(2024, 1, 2),
     "time": datetime.time(12, 30, 1, 5),

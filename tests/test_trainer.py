@@ -19,8 +19,9 @@ from peft import LoraConfig
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_vcrl import VCRLConfig, VCRLTrainer, normalized_variance
+from trl_vcrl.batch import grpo_advantages
 from trl_vcrl.testing import build_tiny_model
-from trl_vcrl.trainer import STATE_FILE, grpo_advantages
+from trl_vcrl.trainer import STATE_FILE
 
 
 class Recorder:

@@ -177,9 +177,7 @@ class SamplingSettings:
 
     def __post_init__(self):
         if self.temperature <= 0:
-            raise ValueError(
-                f"temperature must be > 0 to draw several samples per problem, got {self.temperature}."
-            )
+            raise ValueError(f"temperature must be > 0 to draw several samples per problem, got {self.temperature}.")
 
 
 def transformers_generate_fn(model, tokenizer, sampling: SamplingSettings) -> GenerateFn:

@@ -215,9 +215,7 @@ class PromptHistory:
         if record is None:
             passing_counts(group_size, kappa)  # the same argument errors for seen and unseen prompts
             return None
-        return pass_probability(
-            self.prior[0] + record.successes, self.prior[1] + record.failures, group_size, kappa
-        )
+        return pass_probability(self.prior[0] + record.successes, self.prior[1] + record.failures, group_size, kappa)
 
     def last_tried(self, key: str) -> int | None:
         """Step of the prompt's latest group, `None` if unseen."""
@@ -225,9 +223,7 @@ class PromptHistory:
         return None if record is None else record.last_tried
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "records": [[key, r.successes, r.failures, r.last_tried, r.tries] for key, r in self.records.items()]
-        }
+        return {"records": [[key, r.successes, r.failures, r.last_tried, r.tries] for key, r in self.records.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         records = state["records"]
