@@ -11,6 +11,7 @@ import pytest
 
 from trl_vcrl.curriculum import normalized_variance
 from trl_vcrl.prediction import (
+    ANY_VARIANCE,
     PredictionTally,
     PromptHistory,
     RolloutScreen,
@@ -325,11 +326,12 @@ def test_rollout_screen_refuses_bad_settings(kwargs, match):
 
 
 def test_simulated_epochs_skip_uninformative_prompts():
-    """Prompts with pass rates 0, 1 and 0.5, G = 16, kappa = 0.8, one group per prompt per epoch of 10 steps. After
-    the first group the always-wrong and always-right prompts are predicted under skip_below and the q = 0.5 ones
-    above it, so from the second epoch on they are rolled out only at about the exploration rate."""
+    """Prompts with pass rates 0, 1 and 0.5, G = 16, screened as the trainer screens (any variance), one group per
+    prompt per epoch of 10 steps. After the first group the always-wrong and always-right prompts are predicted under
+    skip_below and the q = 0.5 ones above it, so from the second epoch on they are rolled out only at about the
+    exploration rate."""
     rng = random.Random(0)
-    group_size, kappa, epoch_steps = 16, 0.8, 10
+    group_size, kappa, epoch_steps = 16, ANY_VARIANCE, 10
     pass_rates = {f"p{i}": [0.0, 1.0, 0.5][i % 3] for i in range(60)}
     history, screen = PromptHistory(capacity=100), RolloutScreen(seed=0)
     rolled = {0.0: 0, 1.0: 0, 0.5: 0}
@@ -348,18 +350,21 @@ def test_simulated_epochs_skip_uninformative_prompts():
     assert rolled[0.0] + rolled[1.0] <= 0.15 * 5 * 40  # exploration: 5% to 7%, a few groups out of 200
 
 
-def test_a_prompt_the_policy_grows_into_is_not_skipped_after_one_retry():
-    """Default decay: whatever the history, a prompt whose latest group passed kappa = 0.8 at G = 16 is predicted
-    above skip_below, so one exploratory re-try is enough to bring it back."""
+@pytest.mark.parametrize("group_size", [4, 8, 16, 32])
+def test_defaults_skip_after_one_zero_variance_group_and_keep_a_prompt_the_policy_grows_into(group_size):
+    """Defaults, screening at ANY_VARIANCE: one all-wrong (or all-right) group puts a prompt under skip_below; after
+    any history of such groups, one group with variance brings it back above, so one exploratory re-try suffices."""
     skip_below = RolloutScreen().skip_below
     for extreme in (0.0, 1.0):
-        for k in passing_counts(16, 0.8):
+        history = PromptHistory(capacity=2)
+        history.observe("a", extreme, group_size, 0)
+        assert history.predict("a", group_size, ANY_VARIANCE) < skip_below
+        for k in passing_counts(group_size, ANY_VARIANCE):
             history = PromptHistory(capacity=2)
-            for step in range(30):  # saturates the counts at 16 / (1 - decay) = 32
-                history.observe("a", extreme, 16, step)
-            assert history.predict("a", 16, 0.8) < 0.01
-            history.observe("a", k / 16, 16, 30)
-            assert history.predict("a", 16, 0.8) >= skip_below
+            for step in range(30):  # saturates the counts at G / (1 - decay)
+                history.observe("a", extreme, group_size, step)
+            history.observe("a", k / group_size, group_size, 30)
+            assert history.predict("a", group_size, ANY_VARIANCE) >= skip_below
 
 
 def reference_refill(missing, rate, num_processes, max_per_process):

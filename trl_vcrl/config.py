@@ -49,12 +49,14 @@ class VCRLConfig(GRPOConfig):
 
     efficient_sampling (`bool`, *optional*, defaults to `True`):
         Spend rollouts only where they are likely to pay: keep a history of each prompt's pass rate, replace prompts
-        predicted to fail `kappa` before they are generated (bank prompts first, then dataset prompts predicted to
-        pass or never seen), size refill rounds from the predictions, and pool passing groups across processes.
+        predicted to give a zero-variance group before they are generated (bank prompts first, then dataset prompts
+        worth generating), size refill rounds from the predicted chance of passing `kappa`, and pool passing groups
+        across processes.
         Every trained group still passes `kappa`; only which prompts are generated changes. `False` is the paper's
         procedure: every drawn prompt is generated, and each process refills its own batch.
-    skip_below (`float`, *optional*, defaults to `0.15`):
-        A prompt seen before is skipped when its predicted probability of passing `kappa` is below this.
+    skip_below (`float`, *optional*, defaults to `0.3`):
+        A prompt seen before is skipped when its predicted probability of giving a group with any reward variance is
+        below this (0.3: skipped after one zero-variance group, kept after one group with a single success).
     explore_floor (`float`, *optional*, defaults to `0.05`):
         Probability that a prompt predicted to fail is generated anyway right after its last try.
     explore_doubling (`int`, *optional*, defaults to `100`):
@@ -125,14 +127,17 @@ class VCRLConfig(GRPOConfig):
     efficient_sampling: bool = field(
         default=True,
         metadata={
-            "help": "Skip prompts predicted to fail kappa before rollout, fill their places from the bank and prompts "
-            "predicted to pass, size refill rounds from predictions, pool passing groups across processes (ours). "
-            "False: the paper's procedure."
+            "help": "Skip prompts predicted to give zero-variance groups before rollout, fill their places from the "
+            "bank and prompts worth generating, size refill rounds from predictions, pool passing groups across "
+            "processes (ours). False: the paper's procedure."
         },
     )
     skip_below: float = field(
-        default=0.15,
-        metadata={"help": "Predicted probability of passing kappa under which a seen prompt is skipped (ours)."},
+        default=0.3,
+        metadata={
+            "help": "Predicted probability of a group with any reward variance under which a seen prompt is skipped "
+            "(ours, after GRESO: 0.3 skips after one zero-variance group)."
+        },
     )
     explore_floor: float = field(
         default=0.05,

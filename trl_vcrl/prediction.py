@@ -19,6 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# The screen's target threshold: any reward variance. Every positive binary p (the smallest is 4(G-1)/G^2) reaches
+# it, so passing_counts(G, ANY_VARIANCE) is 1..G-1.
+ANY_VARIANCE = 1e-12
+
 # Probability that one refill round yields every missing group, when the predictions are calibrated. A step then
 # needs on average at most 1/0.9 = 1.11 refill rounds once it needs one.
 _REFILL_ROUND_SUCCESS = 0.9
@@ -238,29 +242,28 @@ class PromptHistory:
 class RolloutScreen:
     """Decides, before rolling out, whether a prompt seen before is worth a group.
 
-    The rule, for a prompt `key` at training step `step`:
+    The rule, for a prompt `key` at training step `step` and a target threshold `kappa`:
 
     - never seen (no prediction): roll out, so every prompt is tried at least once;
-    - predicted to pass `kappa` with probability `>= skip_below`: roll out;
+    - predicted to reach `kappa` with probability `>= skip_below`: roll out;
     - otherwise roll out with probability `min(1, explore_floor * 2 ** ((step - last_tried) / explore_doubling))`,
       one draw of the screen's own generator (and no draw in the two cases above), so every process fed the same
       calls takes the same decisions.
 
-    Skipping follows GRESO (arXiv 2506.02177): prompts whose groups had zero variance tend to keep zero variance over
-    the next epochs, so they are skipped before rollout, while a probabilistic exploration brings skipped prompts back
-    so that prompts the policy grows into are not lost. The prediction itself is the Beta posterior of the prompt's
-    pass rate (`PromptHistory`, as in MoPPS, arXiv 2507.04632), turned into a probability of passing `kappa`.
+    The trainer screens at `kappa = ANY_VARIANCE`: it skips prompts predicted to give a zero-variance group, as GRESO
+    (arXiv 2506.02177) does, whose main observation is that such prompts tend to keep zero variance over the next
+    epochs; a probabilistic exploration brings skipped prompts back so that prompts the policy grows into are not
+    lost. Screening at the training `kappa` itself would also skip prompts the policy solves once or twice in a group:
+    they rarely pass a high `kappa` but carry the signal the policy learns from next (measured in
+    docs/benchmarks/rollout_economy.md, where that stricter screen learned less per rollout than the paper). The
+    prediction itself is the Beta posterior of the prompt's pass rate (`PromptHistory`, as in MoPPS, arXiv 2507.04632).
 
     Defaults and why:
 
-    - `skip_below = 0.15`: a skipped prompt is replaced by a bank prompt (which passed recently) or a dataset prompt
-      (predicted to pass, or never seen), so a skip gives up a group that passes less than one time in seven for one
-      that usually passes far more often. With `PromptHistory`'s defaults, at the recipes' `G = 16, kappa = 0.8`, it
-      skips a prompt after one group with 0, 1 or 2 successes out of 16 (predictions 0.007, 0.048, 0.136; the same
-      at the other end), at `G = 8, kappa = 0.5` and `G = 16, kappa = 0.3` after one all-wrong (or all-right) group
-      (0.103, 0.110), but never a prompt whose latest group passed `kappa = 0.8` at `G = 16`, whatever came before
-      (>= 0.153). Under the warm-up `kappa = 0.3` at `G = 8` one all-wrong group is weak evidence (0.287) and the
-      prompt is not skipped. `0` turns skipping off.
+    - `skip_below = 0.3`: with `PromptHistory`'s defaults one all-wrong (or all-right) group predicts a group with
+      variance at 0.28-0.29 for any `G` from 4 to 32, so the prompt is skipped after one zero-variance group; one
+      group with a single success (or failure) after any history of zero-variance groups predicts 0.46, so a prompt
+      the policy starts to solve is kept. `0` turns skipping off.
     - `explore_floor = 0.05`: a prompt just skipped still costs at most 5% of the rollouts it would have cost
       unscreened, so the screen keeps at least 95% of what it saves.
     - `explore_doubling = 100`: pass rates drift with optimizer updates, so the exploration grows with the steps
@@ -268,8 +271,9 @@ class RolloutScreen:
       or more steps after its last try is rolled out for sure.
 
     Args:
-        skip_below (`float`, *optional*, defaults to `0.15`):
-            Predicted pass probability under which a seen prompt is skipped (unless explored), in `[0, 1]`.
+        skip_below (`float`, *optional*, defaults to `0.3`):
+            Predicted probability of reaching the target under which a seen prompt is skipped (unless explored), in
+            `[0, 1]`.
         explore_floor (`float`, *optional*, defaults to `0.05`):
             Probability that a prompt predicted to fail is rolled out anyway, right after its last try, in `(0, 1]`.
         explore_doubling (`int`, *optional*, defaults to `100`):
@@ -278,7 +282,7 @@ class RolloutScreen:
             Seed of the exploration generator.
     """
 
-    skip_below: float = 0.15
+    skip_below: float = 0.3
     explore_floor: float = 0.05
     explore_doubling: int = 100
     seed: int = 0

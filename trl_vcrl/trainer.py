@@ -32,7 +32,7 @@ from .curriculum import (
     plan_refill,
     range_tolerance,
 )
-from .prediction import PredictionTally, PromptHistory, RolloutScreen, refill_groups
+from .prediction import ANY_VARIANCE, PredictionTally, PromptHistory, RolloutScreen, refill_groups
 from .rows import row_key
 from .upstream import PROMPT_KEYS, RECOMPUTED_KEYS, check_batch_keys, check_trl, stop_input_grad_hook_leak
 
@@ -277,13 +277,13 @@ class VCRLTrainer(GRPOTrainer):
 
     # ---------------------------------------------------------------- rollout economy
     def _screen_first_round(self, planned: list[PlannedGroup], kappa: float) -> list[PlannedGroup]:
-        """Replace the prompts predicted to fail `kappa` before any rollout is spent on them: by bank prompts first,
-        then by dataset prompts predicted to pass or never seen. A prompt with no such replacement stays."""
+        """Replace the prompts predicted to give a zero-variance group before any rollout is spent on them: by bank
+        prompts first, then by dataset prompts worth generating. A prompt with no such replacement stays."""
         seen = {group.key for group in planned}
         screened = []
         for group in planned:
             predicted = self.prompt_history.predict(group.key, self.num_generations, kappa)
-            replacement = None if self._worth_generating(group.key, kappa) else self._replacement(seen, kappa)
+            replacement = None if self._worth_generating(group.key) else self._replacement(seen, kappa)
             if replacement is None:
                 screened.append(dataclasses.replace(group, predicted=predicted))
                 continue
@@ -325,15 +325,16 @@ class VCRLTrainer(GRPOTrainer):
             key, row = self.refill_rows.draw(exclude=seen)
             if key in seen:
                 continue
-            if self._worth_generating(key, kappa):
+            if self._worth_generating(key):
                 return PlannedGroup(key, row, "refill", self.prompt_history.predict(key, G, kappa))
             seen.add(key)  # skipped: not drawn again in this step
             self._step_counts["skipped_before_rollout"] += 1
         return None
 
-    def _worth_generating(self, key: str, kappa: float) -> bool:
+    def _worth_generating(self, key: str) -> bool:
+        """Not predicted to give a zero-variance group (see `RolloutScreen` for why not the training kappa)."""
         return self.rollout_screen.should_roll_out(
-            self.prompt_history, key, self.num_generations, kappa, self._rollout_step
+            self.prompt_history, key, self.num_generations, ANY_VARIANCE, self._rollout_step
         )
 
     def _observe(self, planned: list[PlannedGroup], combined: list[float], scores: list[float], kappa: float) -> None:
