@@ -110,12 +110,12 @@ class RolloutBudget(TrainerCallback):
     def __init__(self, tokenizer, held_out, rows_per_step: int, budget: int, eval_every: int):
         self.tokenizer, self.held_out = tokenizer, held_out
         self.rows_per_step, self.budget, self.eval_every = rows_per_step, budget, eval_every
-        self.rollouts, self.next_eval = 0, 0
+        self.rollouts, self.seconds, self.next_eval = 0, 0.0, 0
         self.curve, self.steps = [], []
 
     def evaluate(self, model) -> None:
         accuracy = held_out_accuracy(model, self.tokenizer, self.held_out)
-        self.curve.append({"rollouts": self.rollouts, "step": len(self.steps), **accuracy})
+        self.curve.append({"rollouts": self.rollouts, "step": len(self.steps), "seconds": self.seconds, **accuracy})
         self.next_eval += self.eval_every
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -126,7 +126,9 @@ class RolloutBudget(TrainerCallback):
             return
         # GRPO generates one group per trained group; VCRL logs its own ratio, refill rounds included.
         self.rollouts += round(logs.get("vcrl/rollouts_per_trained_group", 1.0) * self.rows_per_step)
-        record = {key: logs.get(key) for key in ("reward", "frac_reward_zero_std", "vcrl/kappa", "step_time")}
+        self.seconds += logs["step_time"]  # generation and update, without the evaluations
+        record = {key: logs.get(key) for key in ("reward", "frac_reward_zero_std", "step_time")}
+        record.update({key: value for key, value in logs.items() if key.startswith("vcrl/")})
         # Trained groups with a non-zero advantage: VCRL logs it; GRPO trains on its first pass, all of it.
         record["nonzero_advantage"] = logs.get("vcrl/nonzero_advantage_fraction", 1 - logs["frac_reward_zero_std"])
         record["rollouts_per_trained_group"] = logs.get("vcrl/rollouts_per_trained_group", 1.0)
@@ -137,11 +139,37 @@ class RolloutBudget(TrainerCallback):
             control.should_training_stop = True
 
 
-def run(method: str, warm_model, tokenizer, train, held_out, seed: int, cli) -> dict:
-    rows_per_step = cli.prompts * cli.generations
+def make_trainer(name: str, model, reward, rows: list[dict], tokenizer, callbacks, **settings) -> VCRLTrainer:
+    """A CPU benchmark trainer: `settings` on top of logging every step, no saving, no reference model (beta 0)."""
     args = VCRLConfig(
         **CPU_RUN_SETTINGS,
-        output_dir=f"/tmp/trl-vcrl-learning/{method}-{seed}",
+        output_dir=f"/tmp/trl-vcrl-benchmarks/{name}",
+        disable_tqdm=True,
+        **settings,
+    )
+    trainer = VCRLTrainer(
+        model,
+        reward,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def run(method: str, settings: dict, warm_model, tokenizer, train, held_out, seed: int, cli) -> dict:
+    """Train `method` (VCRLConfig `settings`) from the warm model until the rollout budget is spent."""
+    rows_per_step = cli.prompts * cli.generations
+    budget = RolloutBudget(tokenizer, held_out, rows_per_step, cli.budget, cli.eval_every)
+    trainer = make_trainer(
+        f"learning-{method}-{seed}",
+        copy.deepcopy(warm_model),
+        accuracy_reward,
+        train,
+        tokenizer,
+        [budget],
         per_device_train_batch_size=rows_per_step,
         num_generations=cli.generations,
         max_completion_length=MAX_NEW_TOKENS,
@@ -149,19 +177,8 @@ def run(method: str, warm_model, tokenizer, train, held_out, seed: int, cli) -> 
         learning_rate=cli.learning_rate,
         lr_scheduler_type="constant",
         seed=seed,
-        disable_tqdm=True,
-        **METHODS[method],
+        **settings,
     )
-    budget = RolloutBudget(tokenizer, held_out, rows_per_step, cli.budget, cli.eval_every)
-    trainer = VCRLTrainer(
-        copy.deepcopy(warm_model),
-        accuracy_reward,
-        args=args,
-        train_dataset=Dataset.from_list(train),
-        processing_class=tokenizer,
-        callbacks=[budget],
-    )
-    trainer.remove_callback(PrinterCallback)
     start = time.perf_counter()
     trainer.train()
     return {
@@ -173,7 +190,7 @@ def run(method: str, warm_model, tokenizer, train, held_out, seed: int, cli) -> 
 
 
 def cost_to_reach(curve: list[dict], target: float, cost: str) -> float | None:
-    """`cost` ("rollouts" or "step") at the first evaluation with accuracy >= target, interpolated linearly."""
+    """`cost` (rollouts, step or seconds) at the first evaluation with accuracy >= target, interpolated linearly."""
     for before, point in zip(curve, curve[1:]):
         if point["all"] >= target:
             if before["all"] >= target:
@@ -219,7 +236,7 @@ def main() -> None:
     runs = {method: [] for method in METHODS}
     for seed in range(cli.seeds):
         for method in METHODS:
-            result = run(method, warm_model, tokenizer, train, held_out, seed, cli)
+            result = run(method, METHODS[method], warm_model, tokenizer, train, held_out, seed, cli)
             runs[method].append(result)
             print(
                 f"seed {seed} {method}: accuracy {result['curve'][0]['all']:.3f} -> {result['curve'][-1]['all']:.3f} "
@@ -257,18 +274,29 @@ def main() -> None:
     result = {
         "command": "HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/learning_efficiency.py "
         + " ".join(f"--{k} {v}" for k, v in vars(cli).items()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS=1; torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, TRL {trl.__version__}",
+        "machine": machine(),
         "settings": vars(cli),
         "warm_start_accuracy": initial,
         "target_accuracy": target,
         "summary": summary,
         "runs": runs,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    plot(result, OUT.with_suffix(".png"))
-    OUT.with_suffix(".md").write_text(markdown(result))
+    write_results(result, OUT, plot, markdown)
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS=1; torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, TRL {trl.__version__}"
+    )
+
+
+def write_results(result: dict, out: Path, plot, markdown) -> None:
+    """`result` as `out`.json, `plot(result, path)` as `out`.png, `markdown(result)` as `out`.md and on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    plot(result, out.with_suffix(".png"))
+    out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
 
 
