@@ -18,23 +18,13 @@ from trl_vcrl.evaluation import (
     resolve_backend,
     summarize,
 )
-from trl_vcrl.tiny_model import build_tiny_model, build_tiny_tokenizer
+from trl_vcrl.tiny_model import build_tiny_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 # A random model solves nothing: VCRL warns that it kept groups below kappa to fill the batch.
 FALLBACK_WARNING = "ignore:.* kept to fill the batch:UserWarning"
 # Settings every CPU run needs; a test's own YAML adds what it exercises.
 CPU_SETTINGS = {"use_cpu": True, "bf16": False, "report_to": "none"}
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    """The tiny random Qwen2 and its tokenizer, saved like a Hub checkpoint so the CLI loads them by path."""
-    path = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = build_tiny_tokenizer()
-    build_tiny_model(tokenizer, seed=0).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def write_yaml(path: Path, values: dict) -> Path:
