@@ -34,6 +34,7 @@ def test_demo_runs_and_prints_a_summary_and_the_plot_path(tiny_model_dir, tmp_pa
     assert any(line.startswith("  rollouts: ") and "to train on 16 groups" in line for line in lines)
     assert any(line.startswith("  curriculum: kept ") for line in lines)
     assert f"Curriculum plot: {output_dir / 'curriculum.png'}" in lines
+    assert f"Full metrics of every step: {output_dir / 'trainer_state.json'}" in lines
     assert lines[-1] == "Train a real model on a GPU: trl-vcrl train --config recipes/qwen3_0.6b_base_vcrl_lora.yaml"
     assert (REPO_ROOT / "recipes" / "qwen3_0.6b_base_vcrl_lora.yaml").is_file()
     assert _png_size(output_dir / "curriculum.png") == (1300, 850)
@@ -57,6 +58,8 @@ def test_demo_compare_trains_grpo_on_the_same_prompts_and_plots_both(tiny_model_
     grpo_state = json.loads((output_dir / "grpo" / "trainer_state.json").read_text())
     assert not any(key.startswith("vcrl/") for row in grpo_state["log_history"] for key in row)
     assert f"VCRL vs GRPO reward by rollouts generated: {output_dir / 'compare.png'}" in summary
+    states = f"{output_dir / 'trainer_state.json'}, {output_dir / 'grpo' / 'trainer_state.json'}"
+    assert f"Full metrics of every step: {states}" in summary
     assert _png_size(output_dir / "compare.png") == (800, 500)
 
 

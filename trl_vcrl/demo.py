@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from transformers import PrinterCallback, TrainerCallback
+from transformers.utils import logging as transformers_logging
 
 from .data import BARE_PROMPT_TEMPLATE, arithmetic_curriculum_dataset
 from .rewards import accuracy_reward
@@ -210,11 +211,11 @@ def run_demo(
 
     Returns:
         `str`: the summary.
+
+    Turns off transformers' own progress bars (weight loading) for the process: the demo shows one bar.
     """
     from .plotting import compare_runs, plot_curriculum
     from .pretrained import load_smollm2
-
-    from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # weight loading bars; DemoProgress is the one bar
     model_name = DEMO_MODEL_NAME if model is None else Path(model).name
@@ -237,6 +238,9 @@ def run_demo(
         compare_path = os.path.join(output_dir, "compare.png")
         compare_runs(histories, x="rollouts", groups_per_step=DEMO_PROMPTS_PER_STEP, path=compare_path)
         lines.append(f"VCRL vs GRPO reward by rollouts generated: {compare_path}")
-    lines.append(f"Full metrics of every step: {os.path.join(output_dir, 'trainer_state.json')}")
+    states = [os.path.join(output_dir, "trainer_state.json")]
+    if compare:
+        states.append(os.path.join(output_dir, "grpo", "trainer_state.json"))
+    lines.append(f"Full metrics of every step: {', '.join(states)}")
     lines.append(f"Train a real model on a GPU: {GPU_RECIPE_COMMAND}")
     return "\n".join(lines)
