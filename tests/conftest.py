@@ -51,6 +51,16 @@ def model(tokenizer):
     return build_tiny_model(tokenizer, seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny random Qwen2 and its tokenizer, saved like a Hub checkpoint so the CLI and the demo load them by path."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(tokenizer, seed=0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def base_args(tmp_path):
     """Settings for a fast CPU run; tests override what they exercise."""

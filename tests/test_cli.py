@@ -17,21 +17,11 @@ from trl_vcrl.cli import (
     train,
 )
 from trl_vcrl.data import prompt_token_lengths
-from trl_vcrl.testing import CPU_RUN_SETTINGS, build_tiny_model, build_tiny_tokenizer
+from trl_vcrl.testing import CPU_RUN_SETTINGS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 # A random model solves nothing: VCRL warns that it kept groups below kappa to fill the batch.
 FALLBACK_WARNING = "ignore:.* kept to fill the batch:UserWarning"
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    """The tiny random Qwen2 and its tokenizer, saved like a Hub checkpoint so the CLI loads them by path."""
-    path = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = build_tiny_tokenizer()
-    build_tiny_model(tokenizer, seed=0).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def write_yaml(path: Path, values: dict) -> Path:

@@ -120,6 +120,33 @@ def test_grpo_history_draws_the_reward_panel_only(tmp_path):
     assert path.stat().st_size > 10_000
 
 
+def _band(ax):
+    """Lower and upper edge of the filled reward band of a panel (fill_between's polygon: lower edge, then upper)."""
+    (band,) = ax.collections
+    vertices = band.get_paths()[0].vertices[:, 1]
+    return vertices.min(), vertices.max()
+
+
+def test_reward_band_stays_within_the_reward_range():
+    # A 0/1 reward at mean 0.1 has std 0.3: mean ± std would reach -0.2, which no completion can score.
+    history = [{"reward": 0.1, "reward_std": 0.3, "step": 1}, {"reward": 0.9, "reward_std": 0.3, "step": 2}]
+    reward = plot_curriculum(history).axes[3]
+    assert _band(reward) == pytest.approx((0.0, 1.0))
+    assert reward.get_ylim()[0] >= -0.05 and reward.get_ylim()[1] <= 1.05
+    assert "± std, within the reward range [0, 1]" in [text.get_text() for text in reward.get_legend().get_texts()]
+
+    # Another reward range: the band follows it.
+    history = [{"reward": 1.5, "reward_std": 2.0, "step": 1}, {"reward": 2.5, "reward_std": 0.5, "step": 2}]
+    assert _band(plot_curriculum(history, reward_range=[-1, 3]).axes[3]) == pytest.approx((-0.5, 3.0))
+
+
+def test_mean_reward_outside_the_reward_range_is_an_error():
+    with pytest.raises(ValueError, match=r"mean reward 1.5 logged at step 2 lies outside reward_range=\[0.0, 1.0\]"):
+        plot_curriculum([{"reward": 0.5, "step": 1}, {"reward": 1.5, "step": 2}])
+    with pytest.raises(ValueError, match=r"reward_range must be \[low, high\] with low < high, got \[1, 0\]"):
+        plot_curriculum([{"reward": 0.5, "step": 1}], reward_range=(1, 0))
+
+
 def test_load_from_a_trainer_state_file_and_a_trainer(tmp_path):
     history = vcrl_history()
     write_state(tmp_path / "out", history)

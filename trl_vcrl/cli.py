@@ -7,19 +7,20 @@
 - `trl-vcrl recipes [NAME]`: lists the bundled recipes and accelerate configs, or prints the path of one.
 - `trl-vcrl smoke`: a few VCRL steps with vLLM on this machine's GPUs, checked ([`~trl_vcrl.smoke`]).
 - `trl-vcrl eval --model PATH [--benchmarks aime24,...] [--k 4]`: avg@k and pass@k on the paper's benchmarks.
-- `trl-vcrl demo`: the offline default run, a real VCRL training of SmolLM2-135M-Instruct on CPU.
+- `trl-vcrl demo [--compare]`: the offline default run, a real VCRL training of SmolLM2-135M-Instruct on CPU in a few
+  minutes (`trl_vcrl.demo`); `--compare` adds the same run with GRPO.
 """
 
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import EVAL_BENCHMARKS
+from .demo import DEMO_STEPS, DEMO_TORCH_THREADS, run_demo
 from .evaluation import (
     SamplingSettings,
     check_settings,
@@ -30,11 +31,6 @@ from .evaluation import (
     vllm_generate_fn,
 )
 from .rewards import accuracy_reward, format_reward
-
-# Our choices for ~15 minutes on 2 CPU cores: short answers, small groups, few refill rounds.
-DEMO_STEPS = 20
-DEMO_PROMPTS_PER_STEP = 4
-DEMO_GENERATIONS = 4
 
 # Names accepted by `reward_funcs`.
 REWARD_FUNCS = {"accuracy": accuracy_reward, "format": format_reward}
@@ -356,56 +352,6 @@ def run_eval(args: argparse.Namespace) -> dict:
     return settings | results
 
 
-def demo(output_dir: str, max_steps: int) -> None:
-    """Train SmolLM2-135M-Instruct with LoRA on reasoning-gym arithmetic of mixed difficulty, on CPU and offline; print
-    a curriculum summary and write a plot to `output_dir`."""
-    from peft import LoraConfig
-
-    from .config import VCRLConfig
-    from .data import arithmetic_curriculum_dataset
-    from .plotting import plot_curriculum
-    from .pretrained import load_smollm2
-    from .trainer import VCRLTrainer, curriculum_summary
-
-    model_dir = load_smollm2()
-    args = VCRLConfig(
-        output_dir=output_dir,
-        per_device_train_batch_size=DEMO_PROMPTS_PER_STEP * DEMO_GENERATIONS,
-        num_generations=DEMO_GENERATIONS,
-        max_completion_length=24,
-        max_steps=max_steps,
-        learning_rate=2e-4,
-        kappa_warmup_steps=max(1, max_steps // 3),
-        max_refill_rounds=1,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        beta=0.0,
-        seed=0,
-    )
-    trainer = VCRLTrainer(
-        model_dir,
-        accuracy_reward,
-        args=args,
-        train_dataset=arithmetic_curriculum_dataset(size=512, seed=0),
-        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
-    )
-    trainer.train()
-    history = trainer.state.log_history
-    rewards = [entry["reward"] for entry in history if "reward" in entry]
-    half = max(1, len(rewards) // 2)
-    print("\nVCRL demo summary")
-    print(f"  reward, first half of steps: {sum(rewards[:half]) / half:.3f}")
-    print(f"  reward, second half of steps: {sum(rewards[half:]) / max(1, len(rewards) - half):.3f}")
-    for name, value in curriculum_summary(history).items():
-        print(f"  {name}: {value:.4g}")
-    plot_path = os.path.join(output_dir, "curriculum.png")
-    plot_curriculum(history, plot_path, title="VCRL demo: SmolLM2-135M-Instruct, arithmetic")
-    print(f"  curriculum plot: {plot_path}")
-
-
 def make_parser() -> argparse.ArgumentParser:
     """The `trl-vcrl` parser with the `demo` and `eval` subcommands; `train` is listed here, parsed by TrlParser."""
     parser = argparse.ArgumentParser(
@@ -483,9 +429,16 @@ def make_parser() -> argparse.ArgumentParser:
         "--max_model_len", type=int, default=None, help="vLLM: context length (default: model's)."
     )
 
-    demo_parser = commands.add_parser("demo", help="the offline default run (CPU, no network)")
-    demo_parser.add_argument("--output_dir", default="runs/demo")
-    demo_parser.add_argument("--max_steps", type=int, default=DEMO_STEPS)
+    demo_parser = commands.add_parser("demo", help="the offline default run (CPU, no network), a few minutes")
+    demo_parser.add_argument("--output_dir", default="runs/demo", help="Logs and plots (default: runs/demo).")
+    demo_parser.add_argument("--max_steps", type=int, default=DEMO_STEPS, help=f"Steps (default: {DEMO_STEPS}).")
+    demo_parser.add_argument("--seed", type=int, default=0, help="Seed of prompts, sampling and LoRA (default: 0).")
+    demo_parser.add_argument(
+        "--compare", action="store_true", help="Also train GRPO on the same seed and prompts, and plot both."
+    )
+    demo_parser.add_argument(
+        "--threads", type=int, default=DEMO_TORCH_THREADS, help=f"Torch CPU threads (default: {DEMO_TORCH_THREADS})."
+    )
     return parser
 
 
@@ -519,7 +472,10 @@ def main(argv=None) -> None:
             json.dump(results, f, indent=2)
         print(f"results written to {parsed.output}")
     else:
-        demo(parsed.output_dir, parsed.max_steps)
+        import torch
+
+        torch.set_num_threads(parsed.threads)
+        print(run_demo(parsed.output_dir, parsed.max_steps, parsed.seed, parsed.compare))
 
 
 if __name__ == "__main__":

