@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-PURE_CORE = ("trl_vcrl.curriculum", "trl_vcrl.prediction", "trl_vcrl.rows")
+PURE_CORE = ("trl_vcrl.curriculum", "trl_vcrl.prediction", "trl_vcrl.rows", "trl_vcrl.metrics")
 HEAVY = ("torch", "trl", "transformers", "datasets", "math_verify", "sympy")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from transformers import PrinterCallback, TrainerCallback
 from transformers.utils import logging as transformers_logging
 
+from . import metrics
 from .data import BARE_PROMPT_TEMPLATE, arithmetic_curriculum_dataset
 from .rewards import accuracy_reward
 
@@ -52,8 +53,10 @@ def demo_config(output_dir: str, max_steps: int = DEMO_STEPS, seed: int = 0, vcr
     `overrides` are further `VCRLConfig` fields, e.g. `save_strategy="steps"` (the notebooks' CPU path).
     """
     from .config import VCRLConfig
+    from .testing import CPU_RUN_SETTINGS
 
     settings = dict(
+        **CPU_RUN_SETTINGS,
         output_dir=output_dir,
         per_device_train_batch_size=DEMO_PROMPTS_PER_STEP * DEMO_GENERATIONS,
         num_generations=DEMO_GENERATIONS,
@@ -62,14 +65,8 @@ def demo_config(output_dir: str, max_steps: int = DEMO_STEPS, seed: int = 0, vcr
         learning_rate=DEMO_LEARNING_RATE,
         kappa_warmup_steps=max(1, max_steps // 3),
         max_refill_rounds=1,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
         disable_tqdm=True,  # DemoProgress draws the one bar
         gradient_checkpointing=False,  # memory is no concern at this size; recomputing activations costs time
-        use_cpu=True,
-        bf16=False,
-        beta=0.0,
         seed=seed,
     )
     if not vcrl:
@@ -105,9 +102,9 @@ class DemoProgress(TrainerCallback):
         self.rewards.append(logs["reward"])
         recent = self.rewards[-self.window :]
         postfix = {f"reward(last {len(recent)})": f"{sum(recent) / len(recent):.2f}"}
-        if "vcrl/kept_fraction" in logs:
+        if metrics.KEPT_FRACTION in logs:
             postfix["kept"] = f"{logs['vcrl/kept_fraction']:.2f}"
-            postfix["bank"] = int(logs["vcrl/bank_size"])
+            postfix["bank"] = int(logs[metrics.BANK_SIZE])
             postfix["gen/trained"] = f"{logs['vcrl/rollouts_per_trained_group']:.2f}"
         self.bar.set_postfix(postfix, refresh=False)
 
@@ -155,20 +152,21 @@ def generated_groups(history: list[dict], groups_per_step: int) -> float:
     """Prompt groups generated over a run logged every step: a run without `vcrl/rollouts_per_trained_group` (GRPO)
     generates exactly the groups it trains on."""
     return groups_per_step * sum(
-        entry.get("vcrl/rollouts_per_trained_group", 1.0) for entry in history if "reward" in entry
+        entry.get(metrics.ROLLOUTS_PER_TRAINED_GROUP, 1.0) for entry in history if "reward" in entry
     )
 
 
 def summary_lines(name: str, history: list[dict]) -> list[str]:
     """What a run did, in a few lines: reward then and now, the curriculum, the rollouts spent."""
-    from .trainer import curriculum_summary
 
     rewards = step_rewards(history)
     first, last = quarter_means(rewards)
     groups = generated_groups(history, DEMO_PROMPTS_PER_STEP)
     trained = DEMO_PROMPTS_PER_STEP * len(rewards)
-    lines = [f"{name}: reward {first:.2f} in the first quarter of steps -> {last:.2f} in the last ({last - first:+.2f})"]
-    curriculum = curriculum_summary(history)
+    lines = [
+        f"{name}: reward {first:.2f} in the first quarter of steps -> {last:.2f} in the last ({last - first:+.2f})"
+    ]
+    curriculum = metrics.curriculum_summary(history)
     if curriculum:
         lines += [
             f"  curriculum: kept {curriculum['mean kept fraction']:.0%} of first-pass groups (p >= kappa, which ends at "

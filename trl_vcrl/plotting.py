@@ -20,14 +20,15 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE_FILE = "trainer_state.json"
-P_HIST_PREFIX = "vcrl/p_hist/"
 BANK_SOURCES = {
-    "vcrl/groups_from_bank": "replayed from bank",
-    "vcrl/groups_from_refill": "fresh refill",
-    "vcrl/groups_from_fallback": "fallback (below κ)",
+    metrics.GROUPS_FROM_BANK: "replayed from bank",
+    metrics.GROUPS_FROM_REFILL: "fresh refill",
+    metrics.GROUPS_FROM_FALLBACK: "fallback (below κ)",
 }
 BANK_COLORS = ("tab:blue", "tab:green", "tab:red")
 X_AXES = ("step", "rollouts")
@@ -99,23 +100,25 @@ def curriculum_frame(source) -> dict[str, list]:
     rows = [
         row
         for row in load_log_history(source)
-        if "step" in row and any(key in ("loss", "reward") or key.startswith("vcrl/") for key in row)
+        if "step" in row and any(key in ("loss", "reward") or key.startswith(metrics.PREFIX) for key in row)
     ]
     if not rows:
         raise ValueError("The log history has no training-step metrics (no row with 'loss', 'reward' or 'vcrl/*').")
     names = {key for row in rows for key in row} - {"step"}
-    bins = sorted((name for name in names if name.startswith(P_HIST_PREFIX)), key=lambda name: _bin_edges(name)[0])
+    bins = sorted(
+        (name for name in names if name.startswith(metrics.P_HIST_PREFIX)), key=lambda name: _bin_edges(name)[0]
+    )
     columns = ["step"] + sorted(names - set(bins)) + bins
     return {column: [row.get(column, math.nan) for row in rows] for column in columns}
 
 
 def _bin_edges(column: str) -> tuple[float, float]:
     try:
-        low, high = column.removeprefix(P_HIST_PREFIX).split("-")
+        low, high = column.removeprefix(metrics.P_HIST_PREFIX).split("-")
         return float(low), float(high)
     except ValueError as error:
         raise ValueError(
-            f"Cannot read the bin edges of metric {column!r}: expected '{P_HIST_PREFIX}<low>-<high>'."
+            f"Cannot read the bin edges of metric {column!r}: expected '{metrics.P_HIST_PREFIX}<low>-<high>'."
         ) from error
 
 
@@ -173,8 +176,8 @@ def plot_curriculum(
 
 def _draw_p_histogram(ax, frame: dict[str, list]) -> None:
     ax.set_title("Normalised variance p of first-pass groups")
-    bins = [column for column in frame if column.startswith(P_HIST_PREFIX)]
-    if not bins and "vcrl/kappa" not in frame:
+    bins = [column for column in frame if column.startswith(metrics.P_HIST_PREFIX)]
+    if not bins and metrics.KAPPA not in frame:
         _no_metrics(ax)
         return
     steps = frame["step"]
@@ -190,18 +193,20 @@ def _draw_p_histogram(ax, frame: dict[str, list]) -> None:
     for axis in (ax, right):  # same range on both sides: the fractions and p both run from 0 to 1
         axis.set_ylim(0, 1.02)
     right.set_ylabel("p")
-    if "vcrl/kappa" in frame:
-        right.plot(steps, frame["vcrl/kappa"], color="crimson", lw=2, drawstyle="steps-mid", label="κ (keep if p ≥ κ)")
-    if "vcrl/p_mean" in frame:
-        right.plot(steps, frame["vcrl/p_mean"], color="black", lw=1.5, ls="--", label="mean p")
+    if metrics.KAPPA in frame:
+        right.plot(
+            steps, frame[metrics.KAPPA], color="crimson", lw=2, drawstyle="steps-mid", label="κ (keep if p ≥ κ)"
+        )
+    if metrics.P_MEAN in frame:
+        right.plot(steps, frame[metrics.P_MEAN], color="black", lw=1.5, ls="--", label="mean p")
     _legend(ax, right)
 
 
 def _draw_kept(ax, frame: dict[str, list]) -> None:
     ax.set_title("Useful groups")
     series = {
-        "vcrl/kept_fraction": "first-pass groups kept (p ≥ κ)",
-        "vcrl/nonzero_advantage_fraction": "trained groups with non-zero advantage",
+        metrics.KEPT_FRACTION: "first-pass groups kept (p ≥ κ)",
+        metrics.NONZERO_ADVANTAGE_FRACTION: "trained groups with non-zero advantage",
     }
     if not any(column in frame for column in series):
         _no_metrics(ax)
@@ -216,7 +221,7 @@ def _draw_kept(ax, frame: dict[str, list]) -> None:
 
 def _draw_bank(ax, frame: dict[str, list]) -> None:
     ax.set_title("Groups not from the first pass, and the replay bank")
-    if not any(column in frame for column in [*BANK_SOURCES, "vcrl/bank_size", "vcrl/bank_mean_replays"]):
+    if not any(column in frame for column in [*BANK_SOURCES, metrics.BANK_SIZE, metrics.BANK_MEAN_REPLAYS]):
         _no_metrics(ax)
         return
     steps = frame["step"]
@@ -228,17 +233,17 @@ def _draw_bank(ax, frame: dict[str, list]) -> None:
         _stack(ax, steps, [frame[column] for column in columns], labels, colors, alpha=0.7)
     ax.set_ylabel("trained groups per step")
     size_axis = ax.twinx()
-    if "vcrl/bank_size" in frame:
-        size_axis.plot(steps, frame["vcrl/bank_size"], color="black", lw=1.5, label="bank size")
+    if metrics.BANK_SIZE in frame:
+        size_axis.plot(steps, frame[metrics.BANK_SIZE], color="black", lw=1.5, label="bank size")
     size_axis.set_ylabel("bank size")
     size_axis.set_ylim(bottom=0)
-    if "vcrl/bank_mean_replays" not in frame:
+    if metrics.BANK_MEAN_REPLAYS not in frame:
         _legend(ax, size_axis)
         return
     # A third y-axis: mean replays (0 to the replay limit) shares no scale with the counts or the bank size.
     replays_axis = ax.twinx()
     replays_axis.spines.right.set_position(("axes", 1.13))
-    replays_axis.plot(steps, frame["vcrl/bank_mean_replays"], color="tab:purple", ls=":", lw=2, label="mean replays")
+    replays_axis.plot(steps, frame[metrics.BANK_MEAN_REPLAYS], color="tab:purple", ls=":", lw=2, label="mean replays")
     replays_axis.set_ylabel("mean replays of bank entries", color="tab:purple")
     replays_axis.tick_params(axis="y", colors="tab:purple")
     replays_axis.set_ylim(bottom=0)
@@ -296,7 +301,7 @@ def compare_runs(
         runs (`Mapping[str, Any]`):
             Run name to anything [`load_log_history`] accepts.
         metric (`str`, *optional*, defaults to `"reward"`):
-            Logged metric to plot, e.g. `"reward"`, `"grad_norm"`, `"vcrl/kept_fraction"`. Runs that did not log it are
+            Logged metric to plot, e.g. `"reward"`, `"grad_norm"`, `metrics.KEPT_FRACTION`. Runs that did not log it are
             left out with a warning.
         x (`str`, *optional*, defaults to `"step"`):
             `"step"` or `"rollouts"` (cumulative generated groups, see above).
@@ -340,7 +345,7 @@ def compare_runs(
 
 
 def _cumulative_rollouts(frame: dict[str, list], groups_per_step: int) -> list[float]:
-    ratios = frame.get("vcrl/rollouts_per_trained_group", [1.0] * len(frame["step"]))
+    ratios = frame.get(metrics.ROLLOUTS_PER_TRAINED_GROUP, [1.0] * len(frame["step"]))
     total, previous_step, cumulative = 0.0, 0, []
     for step, ratio in zip(frame["step"], ratios):
         total += (1.0 if math.isnan(ratio) else ratio) * groups_per_step * (step - previous_step)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from . import metrics
+
 SMOKE_STEPS = 4
 SMOKE_WARMUP_STEPS = 2
 # Mean |trainer - vLLM| log-prob of the sampled tokens, nats per token. In sync it is bf16 noise (a few hundredths);
@@ -91,7 +93,7 @@ def run_training(config: dict, gpus: str, log_path: Path) -> list[dict]:
     if result.returncode != 0:
         raise SmokeFailure(f"trl-vcrl train exited with {result.returncode}; log: {log_path}\n{tail(log_path)}")
     history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
-    return [row for row in history if "vcrl/kappa" in row]
+    return [row for row in history if metrics.KAPPA in row]
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -102,15 +104,15 @@ def check_training(rows: list[dict]) -> list[str]:
     """The checks on a smoke run's per-step log rows; returns what was checked, raises [`SmokeFailure`] otherwise."""
     if len(rows) != SMOKE_STEPS:
         raise SmokeFailure(f"{len(rows)} logged steps, expected {SMOKE_STEPS}")
-    kappas = [row["vcrl/kappa"] for row in rows]
+    kappas = [row[metrics.KAPPA] for row in rows]
     expected = [0.3] * SMOKE_WARMUP_STEPS + [0.8] * (SMOKE_STEPS - SMOKE_WARMUP_STEPS)
     if kappas != expected:
         raise SmokeFailure(f"kappa per step {kappas}, expected {expected}")
     for row in rows:
-        for name in ("vcrl/p_mean", "vcrl/kept_fraction"):
+        for name in (metrics.P_MEAN, metrics.KEPT_FRACTION):
             if not 0.0 <= row[name] <= 1.0:
                 raise SmokeFailure(f"step {row['step']}: {name}={row[name]} outside [0, 1]")
-        if row["vcrl/rollouts_per_trained_group"] < 1.0:
+        if row[metrics.ROLLOUTS_PER_TRAINED_GROUP] < 1.0:
             raise SmokeFailure(f"step {row['step']}: fewer rollouts than trained groups: {row}")
     differences = [row["sampling/sampling_logp_difference/mean"] for row in rows]
     if max(differences) > MAX_LOGP_DIFFERENCE:

@@ -20,7 +20,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import get_config_model_id, is_async_callable
 
-from . import rows
+from . import metrics, rows
 from .batch import grpo_advantages, merge_rows, pad_value
 from .config import VCRLConfig
 from .curriculum import (
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "vcrl_state.json"
 # TRL's vLLM importance-sampling modes whose ratio is one value per sequence, shape (B, 1).
 SEQUENCE_LEVEL_IS_MODES = ("sequence_mask", "sequence_truncate")
-P_HIST_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 class VCRLTrainer(GRPOTrainer):
@@ -477,33 +476,32 @@ class VCRLTrainer(GRPOTrainer):
     def _log_curriculum(
         self, kappa: float, selection: BatchSelection, rounds: list["_Round"], advantages: torch.Tensor
     ) -> None:
-        metrics = self._metrics["train"]
+        logged = self._metrics["train"]
         first_p = [c.p for c in rounds[0].candidates]
         trained = [c for chosen in selection.chosen for c in chosen]
         fallback = {id(c) for c in selection.fallback}
-        metrics["vcrl/kappa"].append(kappa)
-        metrics["vcrl/p_mean"].append(sum(first_p) / len(first_p))
-        for low, high in zip(P_HIST_EDGES, P_HIST_EDGES[1:]):
+        logged[metrics.KAPPA].append(kappa)
+        logged[metrics.P_MEAN].append(sum(first_p) / len(first_p))
+        for low, high in zip(metrics.P_HIST_EDGES, metrics.P_HIST_EDGES[1:]):
             in_bin = sum(low <= p < high or (high == 1.0 and p == 1.0) for p in first_p)
-            metrics[f"vcrl/p_hist/{low:.1f}-{high:.1f}"].append(in_bin / len(first_p))
-        metrics["vcrl/kept_fraction"].append(sum(p >= kappa for p in first_p) / len(first_p))
-        for source in ("bank", "refill"):
-            used = sum(c.source == source and id(c) not in fallback for c in trained)
-            metrics[f"vcrl/groups_from_{source}"].append(used)
-        metrics["vcrl/groups_from_fallback"].append(len(selection.fallback))
-        metrics["vcrl/refill_rounds"].append(len(rounds) - 1)
+            logged[metrics.p_hist_name(low, high)].append(in_bin / len(first_p))
+        logged[metrics.KEPT_FRACTION].append(sum(p >= kappa for p in first_p) / len(first_p))
+        for source, name in (("bank", metrics.GROUPS_FROM_BANK), ("refill", metrics.GROUPS_FROM_REFILL)):
+            logged[name].append(sum(c.source == source and id(c) not in fallback for c in trained))
+        logged[metrics.GROUPS_FROM_FALLBACK].append(len(selection.fallback))
+        logged[metrics.REFILL_ROUNDS].append(len(rounds) - 1)
         for name, value in self.replay_bank.stats().items():
-            metrics[f"vcrl/{name}"].append(value)
-        metrics["vcrl/rollouts_per_trained_group"].append(sum(len(r.candidates) for r in rounds) / len(trained))
+            logged[metrics.PREFIX + name].append(value)
+        logged[metrics.ROLLOUTS_PER_TRAINED_GROUP].append(sum(len(r.candidates) for r in rounds) / len(trained))
         nonzero = advantages.view(-1, self.num_generations).ne(0).any(dim=1).float().mean().item()
-        metrics["vcrl/nonzero_advantage_fraction"].append(nonzero)
+        logged[metrics.NONZERO_ADVANTAGE_FRACTION].append(nonzero)
         if self.args.efficient_sampling:
-            metrics["vcrl/skipped_before_rollout"].append(self._step_counts["skipped_before_rollout"])
-            metrics["vcrl/bank_in_first_call"].append(self._step_counts["bank_in_first_call"])
-            metrics["vcrl/groups_moved"].append(len(selection.moved()))
+            logged[metrics.SKIPPED_BEFORE_ROLLOUT].append(self._step_counts["skipped_before_rollout"])
+            logged[metrics.BANK_IN_FIRST_CALL].append(self._step_counts["bank_in_first_call"])
+            logged[metrics.GROUPS_MOVED].append(len(selection.moved()))
             tally = self.prediction_tally.pop()
             if tally.accuracy is not None:  # TRL averages what each step appended: no value when nothing was predicted
-                metrics["vcrl/prediction_accuracy"].append(tally.accuracy)
+                logged[metrics.PREDICTION_ACCURACY].append(tally.accuracy)
         self._step_counts.clear()
 
     # ---------------------------------------------------------------- checkpoints
@@ -573,7 +571,7 @@ class VCRLTrainer(GRPOTrainer):
         path = os.path.join(self.args.output_dir, "README.md")
         with open(path) as f:
             card = f.read()
-        section = _model_card_section(self.args, curriculum_summary(self.state.log_history))
+        section = _model_card_section(self.args, metrics.curriculum_summary(self.state.log_history))
         anchor = card.find("### Framework versions")
         card = card[:anchor] + section + card[anchor:] if anchor >= 0 else card + section
         with open(path, "w") as f:
@@ -683,32 +681,6 @@ def _vcrl_settings(args: VCRLConfig) -> str:
         f"replay_bank_size={args.replay_bank_size}, replay_limit={args.replay_limit}, "
         f"max_refill_rounds={args.max_refill_rounds}, efficient_sampling={args.efficient_sampling}"
     )
-
-
-def curriculum_summary(log_history: list[dict]) -> dict[str, float]:
-    """Run-level curriculum statistics from a trainer's log history (per logging step averages, as TRL logs them).
-
-    Returns an empty dict for a run without VCRL metrics (e.g. both switches off).
-    """
-    steps = [entry for entry in log_history if "vcrl/kappa" in entry]
-    if not steps:
-        return {}
-
-    def mean(name):
-        return sum(entry[name] for entry in steps) / len(steps)
-
-    return {
-        "logged steps": len(steps),
-        "final kappa": steps[-1]["vcrl/kappa"],
-        "mean p of first-pass groups": mean("vcrl/p_mean"),
-        "mean kept fraction": mean("vcrl/kept_fraction"),
-        "mean groups from bank per step": mean("vcrl/groups_from_bank"),
-        "mean groups from refill per step": mean("vcrl/groups_from_refill"),
-        "mean groups from fallback per step": mean("vcrl/groups_from_fallback"),
-        "mean rollouts per trained group": mean("vcrl/rollouts_per_trained_group"),
-        "mean non-zero-advantage fraction": mean("vcrl/nonzero_advantage_fraction"),
-        "final bank size": steps[-1]["vcrl/bank_size"],
-    }
 
 
 def _model_card_section(args: VCRLConfig, summary: dict[str, float]) -> str:
