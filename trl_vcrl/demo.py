@@ -31,7 +31,8 @@ DEMO_STEPS = 24
 DEMO_PROMPTS_PER_STEP = 8
 DEMO_GENERATIONS = 4
 DEMO_COMPLETION_LENGTH = 8  # "3." and a little more: room to ramble, which the model learns not to do
-DEMO_LEARNING_RATE = 2e-3
+DEMO_LEARNING_RATE = 1e-3
+DEMO_KAPPA = 0.7
 DEMO_LORA = dict(r=16, lora_alpha=32, target_modules="all-linear")
 DEMO_TORCH_THREADS = 2
 DEMO_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -60,6 +61,9 @@ def demo_config(output_dir: str, max_steps: int = DEMO_STEPS, seed: int = 0, vcr
         max_completion_length=DEMO_COMPLETION_LENGTH,
         max_steps=max_steps,
         learning_rate=DEMO_LEARNING_RATE,
+        # With G = 4 completions p is 0, 0.75 (1 or 3 right) or 1 (2 right): the paper's kappa = 0.8 would keep only
+        # the 2-right groups. 0.7 drops the groups without a learning signal and keeps the others.
+        kappa=DEMO_KAPPA,
         kappa_warmup_steps=max(1, max_steps // 3),
         max_refill_rounds=1,
         logging_steps=1,
@@ -109,7 +113,7 @@ class DemoProgress(TrainerCallback):
             postfix["kept"] = f"{logs['vcrl/kept_fraction']:.2f}"
             postfix["bank"] = int(logs["vcrl/bank_size"])
             postfix["gen/trained"] = f"{logs['vcrl/rollouts_per_trained_group']:.2f}"
-        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.set_postfix(postfix)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.bar.update(state.global_step - self.bar.n)
