@@ -1,10 +1,10 @@
 """`trl-vcrl demo`: a real VCRL training on CPU, offline, in a few minutes, with output a person reads at a glance.
 
 SmolLM2-135M-Instruct (rebuilt offline by [`~trl_vcrl.pretrained.load_smollm2`]) learns reasoning-gym arithmetic with
-LoRA. The prompts are the bare problems as plain text ("...: 4 - 1 =") and the answers are a few tokens long, which
-keeps a step at a few seconds on two CPU cores and gives the model a spread of difficulties to start from: it solves
-the easiest level often but not always, the harder ones sometimes. How these settings were chosen, and what they
-reach, is in `docs/demo.md`.
+LoRA: sums and differences of two one-digit numbers, given as the bare problem in plain text ("...: 4 - 1 ="), so that
+the answer is the next few tokens. Short sequences keep a step at seconds on two CPU cores, and the untrained model
+solves some prompts always, some sometimes and some never: groups of every reward variance from the first step. How
+these settings were chosen, and what they reach, is in `docs/demo.md`.
 
 One progress bar shows the numbers that matter; TRL's full metrics of every step stay in `trainer_state.json` of the
 output directory. At the end a short summary, the curriculum plot and, with `compare=True`, the same run with GRPO
@@ -24,13 +24,13 @@ from transformers.utils import logging as transformers_logging
 from .data import BARE_PROMPT_TEMPLATE, arithmetic_curriculum_dataset
 from .rewards import accuracy_reward
 
-# Our choices for about five minutes on 2 CPU cores (measured in docs/demo.md).
+# Our choices for about six minutes on 2 CPU cores; how they were chosen: docs/demo.md.
 DEMO_LEVELS = [1]  # keys of data.ARITHMETIC_LEVELS: sums and differences of two one-digit numbers
 DEMO_DATASET_SIZE = 512
 DEMO_STEPS = 24
 DEMO_PROMPTS_PER_STEP = 8
 DEMO_GENERATIONS = 4
-DEMO_COMPLETION_LENGTH = 8  # "3." and a little more: room to ramble, which the model learns not to do
+DEMO_COMPLETION_LENGTH = 8  # the answer and a little more: room to wander off, which the policy learns not to do
 DEMO_LEARNING_RATE = 1e-3
 DEMO_KAPPA = 0.7
 DEMO_LORA = dict(r=16, lora_alpha=32, target_modules="all-linear")
@@ -171,7 +171,9 @@ def summary_lines(name: str, history: list[dict]) -> list[str]:
     first, last = quarter_means(rewards)
     groups = generated_groups(history, DEMO_PROMPTS_PER_STEP)
     trained = DEMO_PROMPTS_PER_STEP * len(rewards)
-    lines = [f"{name}: reward {first:.2f} in the first quarter of steps -> {last:.2f} in the last ({last - first:+.2f})"]
+    lines = [
+        f"{name}: reward {first:.2f} in the first quarter of steps -> {last:.2f} in the last ({last - first:+.2f})"
+    ]
     curriculum = curriculum_summary(history)
     if curriculum:
         lines += [
