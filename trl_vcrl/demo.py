@@ -34,7 +34,7 @@ DEMO_COMPLETION_LENGTH = 8  # the answer and a little more: room to wander off, 
 DEMO_LEARNING_RATE = 1e-3
 DEMO_KAPPA = 0.7
 DEMO_LORA = dict(r=16, lora_alpha=32, target_modules="all-linear")
-DEMO_TORCH_THREADS = 2
+DEMO_TORCH_THREADS = 1  # two threads on two shared cores oversubscribe them and stall (docs/demo.md)
 DEMO_MODEL_NAME = "SmolLM2-135M-Instruct"
 GPU_RECIPE_COMMAND = "trl-vcrl train --config recipes/qwen3_0.6b_base_vcrl_lora.yaml"
 
