@@ -207,7 +207,7 @@ class VCRLTrainer(GRPOTrainer):
         first_pass_metrics = {name: len(values) for name, values in self._metrics["train"].items()}
         while max(selection.missing()) > 0 and len(rounds) <= self.args.max_refill_rounds:
             planned = self._plan_next_round(selection, rounds, kappa)
-            if not planned:  # every prompt left is predicted to fail: the fallback costs no rollouts
+            if not planned:  # no prompt left is worth generating: the fallback costs no rollouts
                 break
             rounds.append(self._generate_round(planned, selection, kappa, round_index=len(rounds)))
         self._truncate_metrics(first_pass_metrics)
