@@ -27,6 +27,7 @@ Writes docs/benchmarks/rollout_economy.{json,md,png}.
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -59,10 +60,11 @@ from learning_efficiency import (  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from trl_vcrl import normalized_variance  # noqa: E402
+from trl_vcrl import VCRLConfig, normalized_variance  # noqa: E402
 from trl_vcrl.prediction import passing_counts  # noqa: E402
 from trl_vcrl.testing import build_tiny_model, build_tiny_tokenizer  # noqa: E402
 
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(VCRLConfig)}
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "rollout_economy"
 METHODS = {
     "GRPO": learning_efficiency.METHODS["GRPO"],
@@ -407,7 +409,8 @@ def markdown(result: dict) -> str:
         f"Machine: {result['machine']}; whole run {result['total_seconds'] / 60:.0f} min.  ",
         "VCRL methods use the paper's kappa schedule (0.3 for 20 rollout steps, then 0.8) and replay bank; the DAPO "
         "filter drops zero-variance groups (kappa 0.01) without a bank; efficient VCRL is the default "
-        "`efficient_sampling=True` (skip_below 0.15, explore_floor 0.05, explore_doubling 100), the others run with "
+        f"`efficient_sampling=True` (skip_below {_DEFAULTS['skip_below']}, explore_floor {_DEFAULTS['explore_floor']}, "
+        f"explore_doubling {_DEFAULTS['explore_doubling']}), the others run with "
         "`efficient_sampling=False`.",
         "",
         "## Synthetic task: known pass rates",

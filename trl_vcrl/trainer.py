@@ -282,7 +282,8 @@ class VCRLTrainer(GRPOTrainer):
         screened = []
         for group in planned:
             predicted = self.prompt_history.predict(group.key, self.num_generations, kappa)
-            replacement = None if self._worth_generating(group.key) else self._replacement(seen, kappa)
+            worth = self._worth_generating(group.key, ANY_VARIANCE)
+            replacement = None if worth else self._replacement(seen, kappa, target=ANY_VARIANCE)
             if replacement is None:
                 screened.append(dataclasses.replace(group, predicted=predicted))
                 continue
@@ -303,7 +304,7 @@ class VCRLTrainer(GRPOTrainer):
             per_process = refill_groups(missing, [g.predicted for g in planned], processes, cap, unseen_rate)
             if len(planned) >= processes * per_process:
                 break
-            group = self._replacement(seen, kappa)
+            group = self._replacement(seen, kappa, target=kappa)
             if group is None:
                 break
             seen.add(group.key)
@@ -315,8 +316,9 @@ class VCRLTrainer(GRPOTrainer):
                                                                                       kappa)))  # fmt: skip
         return planned
 
-    def _replacement(self, seen: set[str], kappa: float) -> PlannedGroup | None:
-        """The best bank prompt, else a dataset prompt worth generating, else `None` (none found in a few draws)."""
+    def _replacement(self, seen: set[str], kappa: float, target: float) -> PlannedGroup | None:
+        """The best bank prompt, else a dataset prompt predicted to reach `target` (or never seen), else `None`
+        (none found in a few draws). `kappa` is what the planned group's prediction is for."""
         G = self.num_generations
         for key, row in self.replay_bank.take(1, exclude=seen):
             return PlannedGroup(key, row, "bank", self.prompt_history.predict(key, G, kappa))
@@ -324,16 +326,22 @@ class VCRLTrainer(GRPOTrainer):
             key, row = self.refill_rows.draw(exclude=seen)
             if key in seen:
                 continue
-            if self._worth_generating(key):
+            if self._worth_generating(key, target):
                 return PlannedGroup(key, row, "refill", self.prompt_history.predict(key, G, kappa))
             seen.add(key)  # skipped: not drawn again in this step
             self._step_counts["skipped_before_rollout"] += 1
         return None
 
-    def _worth_generating(self, key: str) -> bool:
-        """Not predicted to give a zero-variance group (see `RolloutScreen` for why not the training kappa)."""
+    def _worth_generating(self, key: str, target: float) -> bool:
+        """Whether the prompt is predicted to reach `target` (see `RolloutScreen`), or explored anyway.
+
+        The first call screens at `ANY_VARIANCE`: prompts with some variance but below `kappa` stay, because they carry
+        the signal the policy learns from next and are the best fallback groups. Refill rounds exist only to pass
+        `kappa`, so they screen at `kappa`: when no prompt left is predicted to pass, the step takes the fallback
+        instead of paying rollouts for more groups below `kappa`.
+        """
         return self.rollout_screen.should_roll_out(
-            self.prompt_history, key, self.num_generations, ANY_VARIANCE, self._rollout_step
+            self.prompt_history, key, self.num_generations, target, self._rollout_step
         )
 
     def _observe(self, planned: list[PlannedGroup], combined: list[float], scores: list[float], kappa: float) -> None:
