@@ -554,6 +554,19 @@ def test_reward_function_fault_is_a_clear_error(model, tokenizer, base_args, fau
         trainer.train()
 
 
+@pytest.mark.parametrize("container", ["numpy", "torch"])
+def test_rewards_as_arrays_are_accepted_as_by_trl(model, tokenizer, base_args, container):
+    """TRL takes any sized iterable of numbers (a numpy float32 array, a tensor); the fault guard must too."""
+
+    def array_reward(completions, kind, **kwargs):
+        rewards = mixed_reward(completions, kind)
+        return np.array(rewards, dtype=np.float32) if container == "numpy" else torch.tensor(rewards)
+
+    trainer = make_trainer(model, tokenizer, base_args, reward=array_reward, max_steps=2)
+    trainer.train()
+    assert len(logged(trainer, "loss")) == 2
+
+
 @pytest.mark.parametrize("missing", [None, math.nan], ids=["None", "NaN"])
 def test_unscorable_group_is_dropped_and_training_continues(model, tokenizer, base_args, missing):
     """A reward function that scores no completion of a group (None or NaN): p = 0, the group is replaced."""

@@ -9,7 +9,6 @@ import random
 import textwrap
 import warnings
 from collections import Counter, deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -144,11 +143,12 @@ class VCRLTrainer(GRPOTrainer):
             return reward_func
 
         def check(output, completions):
-            if not isinstance(output, Sequence) or len(output) != len(completions):
-                count = len(output) if isinstance(output, Sequence) else type(output).__name__
+            """TRL's own checks, done here so that a failure is recorded instead of raised on one process."""
+            if not hasattr(output, "__len__") or len(output) != len(completions):
+                count = len(output) if hasattr(output, "__len__") else type(output).__name__
                 raise ValueError(f"returned {count} rewards for {len(completions)} completions (one per completion)")
             for row, value in enumerate(output):
-                if value is not None and not isinstance(value, (int, float)):
+                if value is not None and not _is_number(value):
                     raise ValueError(f"returned {value!r} for completion {row}; a reward is a number or None")
             return output
 
@@ -657,6 +657,17 @@ def _completion_logs(logs: dict) -> dict[str, deque]:
     flat.update({f"rewards/{name}": log for name, log in logs["rewards"].items()})
     flat.update({f"extra/{name}": log for name, log in logs["extra"].items()})
     return flat
+
+
+def _is_number(value) -> bool:
+    """A reward TRL can put in a float tensor: a Python, numpy or 0-d torch number, not a string."""
+    if isinstance(value, (str, bytes)):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
