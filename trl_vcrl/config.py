@@ -52,7 +52,7 @@ class VCRLConfig(GRPOConfig):
         predicted to give a zero-variance group before they are generated (bank prompts first, then dataset prompts
         worth generating), size refill rounds from the predicted chance of passing `kappa`, and pool passing groups
         across processes.
-        Every trained group still passes `kappa`; only which prompts are generated changes. `False` is the paper's
+        The threshold, the fallback and the loss are unchanged; only which prompts are generated changes. `False` is the paper's
         procedure: every drawn prompt is generated, and each process refills its own batch.
     skip_below (`float`, *optional*, defaults to `0.3`):
         A prompt seen before is skipped when its predicted probability of giving a group with any reward variance is
