@@ -51,9 +51,9 @@ class VCRLConfig(GRPOConfig):
         Spend rollouts only where they are likely to pay: keep a history of each prompt's pass rate, replace prompts
         predicted to give a zero-variance group before they are generated (bank prompts first, then dataset prompts
         worth generating), size refill rounds from the predicted chance of passing `kappa`, and pool passing groups
-        across processes.
-        The threshold, the fallback and the loss are unchanged; only which prompts are generated changes. `False` is the paper's
-        procedure: every drawn prompt is generated, and each process refills its own batch.
+        across processes. The threshold, the fallback and the loss are unchanged; only which prompts are generated
+        changes. `False` is the paper's procedure: every drawn prompt is generated, and each process refills its own
+        batch.
     skip_below (`float`, *optional*, defaults to `0.3`):
         A prompt seen before is skipped when its predicted probability of giving a group with any reward variance is
         below this (0.3: skipped after one zero-variance group, kept after one group with a single success).
