@@ -312,25 +312,27 @@ class VCRLTrainer(GRPOTrainer):
         while planned and len(planned) % processes:  # generation is collective: equal shares on every process
             key, row = self.refill_rows.draw(exclude=seen)
             seen.add(key)
-            planned.append(PlannedGroup(key, row, "refill", self.prompt_history.predict(key, self.num_generations,
-                                                                                      kappa)))  # fmt: skip
+            planned.append(self._predicted_group(key, row, "refill", kappa))
         return planned
 
     def _replacement(self, seen: set[str], kappa: float, target: float) -> PlannedGroup | None:
         """The best bank prompt, else a dataset prompt predicted to reach `target` (or never seen), else `None`
         (none found in a few draws). `kappa` is what the planned group's prediction is for."""
-        G = self.num_generations
         for key, row in self.replay_bank.take(1, exclude=seen):
-            return PlannedGroup(key, row, "bank", self.prompt_history.predict(key, G, kappa))
+            return self._predicted_group(key, row, "bank", kappa)
         for _ in range(self.refill_rows.attempts):
             key, row = self.refill_rows.draw(exclude=seen)
             if key in seen:
                 continue
             if self._worth_generating(key, target):
-                return PlannedGroup(key, row, "refill", self.prompt_history.predict(key, G, kappa))
+                return self._predicted_group(key, row, "refill", kappa)
             seen.add(key)  # skipped: not drawn again in this step
             self._step_counts["skipped_before_rollout"] += 1
         return None
+
+    def _predicted_group(self, key: str, row: dict, source: str, kappa: float) -> PlannedGroup:
+        """A planned group carrying its predicted chance of passing `kappa` (for refill sizing and the tally)."""
+        return PlannedGroup(key, row, source, self.prompt_history.predict(key, self.num_generations, kappa))
 
     def _worth_generating(self, key: str, target: float) -> bool:
         """Whether the prompt is predicted to reach `target` (see `RolloutScreen`), or explored anyway.
