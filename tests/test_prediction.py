@@ -262,6 +262,21 @@ def test_screen_never_skips_unseen_or_likely_passing_prompts_and_draws_nothing_f
     assert screen.state_dict() == state  # no exploration draw was spent
 
 
+def test_prediction_alone_never_explores_and_draws_nothing():
+    """Refill rounds ask only `predicted_to_reach`: a prompt predicted to fail is refused however long ago it was tried
+    and however high the exploration floor, and the exploration generator is untouched."""
+    screen = RolloutScreen(explore_floor=1.0, seed=0)
+    state = screen.state_dict()
+    zero, half = seen_history("zero", 0.0), seen_history("half", 0.5)
+    assert not screen.predicted_to_reach(zero, "zero", 16, 0.8)
+    assert screen.should_roll_out(zero, "zero", 16, 0.8, step=10**6)  # the same prompt, explored by the full rule
+    assert screen.predicted_to_reach(half, "half", 16, 0.8) and screen.predicted_to_reach(half, "unseen", 16, 0.8)
+    screen.load_state_dict(state)
+    for _ in range(20):
+        screen.predicted_to_reach(zero, "zero", 16, 0.8)
+    assert screen.state_dict() == state
+
+
 def test_screen_draws_once_per_exploration_decision():
     history = seen_history("zero", 0.0)  # predicted 0.018 < skip_below
     screen, twin = RolloutScreen(seed=5), random.Random(5)

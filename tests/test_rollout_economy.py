@@ -64,3 +64,26 @@ def test_rollout_cost_metric_counts_every_generated_group(model, tokenizer, base
     trainer, _, generated = train_and_count(model, tokenizer, base_args, efficient_sampling=efficient_sampling)
     per_step = logged(trainer, "vcrl/rollouts_per_trained_group")
     assert per_step == pytest.approx([len(generated[step]) / 4 for step in range(5 * EPOCH)])
+
+
+def test_refill_rounds_take_only_prompts_predicted_to_pass(model, tokenizer, base_args):
+    """Skipped prompts are explored in the first call, whose size is fixed, never in refill rounds: even with
+    `explore_floor=1` (every skipped prompt explored), refill rounds after the first epoch generate no prompt known to
+    fail kappa, while the first call keeps exploring them."""
+    calls = {}  # rollout step -> the kinds of each generation call's groups, first call first
+
+    def per_call_reward(completions, kind, **kwargs):
+        calls.setdefault(trainer._rollout_step, []).append(kind[:: SETTINGS["num_generations"]])
+        return coin_reward(completions, kind)
+
+    per_call_reward.__name__ = "coin_reward"
+    trainer = make_trainer(
+        model, tokenizer, base_args, dataset=toy_dataset(size=24), reward=per_call_reward, explore_floor=1.0,
+        **SETTINGS,
+    )  # fmt: skip
+    trainer.train()
+    later = [calls[step] for step in range(2 * EPOCH, 5 * EPOCH)]
+    refilled = [kind for step in later for call in step[1:] for kind in call]
+    first_calls = [kind for step in later for kind in step[0]]
+    assert refilled and set(refilled) == {"coin"}
+    assert first_calls.count("easy") + first_calls.count("hard") >= len(first_calls) / 3

@@ -58,7 +58,8 @@ class VCRLConfig(GRPOConfig):
         A prompt seen before is skipped when its predicted probability of giving a group with any reward variance is
         below this (0.3: skipped after one zero-variance group, kept after one group with a single success).
     explore_floor (`float`, *optional*, defaults to `0.05`):
-        Probability that a prompt predicted to fail is generated anyway right after its last try.
+        Probability that a prompt predicted to fail is generated anyway right after its last try, in the first
+        generation call of a step (refill rounds take only prompts predicted to pass).
     explore_doubling (`int`, *optional*, defaults to `100`):
         Rollout steps after which that exploration probability doubles (a prompt unseen for long comes back).
     history_size (`int`, *optional*, defaults to `100000`):
@@ -141,7 +142,10 @@ class VCRLConfig(GRPOConfig):
     )
     explore_floor: float = field(
         default=0.05,
-        metadata={"help": "Probability that a prompt predicted to fail is generated anyway (ours, after GRESO)."},
+        metadata={
+            "help": "Probability that a prompt predicted to fail is generated anyway in a step's first generation call "
+            "(ours, after GRESO)."
+        },
     )
     explore_doubling: int = field(
         default=100,

@@ -250,13 +250,16 @@ class RolloutScreen:
       one draw of the screen's own generator (and no draw in the two cases above), so every process fed the same
       calls takes the same decisions.
 
-    The trainer screens at `kappa = ANY_VARIANCE`: it skips prompts predicted to give a zero-variance group, as GRESO
-    (arXiv 2506.02177) does, whose main observation is that such prompts tend to keep zero variance over the next
-    epochs; a probabilistic exploration brings skipped prompts back so that prompts the policy grows into are not
-    lost. Screening at the training `kappa` itself would also skip prompts the policy solves once or twice in a group:
-    they rarely pass a high `kappa` but carry the signal the policy learns from next (measured in
-    docs/benchmarks/rollout_economy.md, where that stricter screen learned less per rollout than the paper). The
-    prediction itself is the Beta posterior of the prompt's pass rate (`PromptHistory`, as in MoPPS, arXiv 2507.04632).
+    The trainer screens a step's first generation call at `kappa = ANY_VARIANCE`: it skips prompts predicted to give a
+    zero-variance group, as GRESO (arXiv 2506.02177) does, whose main observation is that such prompts tend to keep
+    zero variance over the next epochs; a probabilistic exploration brings skipped prompts back so that prompts the
+    policy grows into are not lost. Only the first call explores: its size is fixed, so exploring costs no extra
+    rollouts. Refill rounds exist to pass the training `kappa` and ask `predicted_to_reach` at that `kappa`, without
+    exploring. Screening the first call at the training `kappa` as well would also skip prompts the policy solves
+    once or twice in a group: they rarely pass a high `kappa` but carry the signal the policy learns from next
+    (measured in docs/benchmarks/rollout_economy.md, where that stricter screen learned less per rollout than the
+    paper). The prediction itself is the Beta posterior of the prompt's pass rate (`PromptHistory`, as in MoPPS,
+    arXiv 2507.04632).
 
     Defaults and why:
 
@@ -308,10 +311,14 @@ class RolloutScreen:
             return 1.0
         return min(1.0, self.explore_floor * 2.0**doublings)
 
+    def predicted_to_reach(self, history: PromptHistory, key: str, group_size: int, kappa: float) -> bool:
+        """Whether `key` is unseen or predicted to reach `kappa` with probability `>= skip_below` (no draw)."""
+        predicted = history.predict(key, group_size, kappa)
+        return predicted is None or predicted >= self.skip_below
+
     def should_roll_out(self, history: PromptHistory, key: str, group_size: int, kappa: float, step: int) -> bool:
         """Whether to generate a group of `key` at `step` (see the class docstring for the rule)."""
-        predicted = history.predict(key, group_size, kappa)
-        if predicted is None or predicted >= self.skip_below:
+        if self.predicted_to_reach(history, key, group_size, kappa):
             return True
         return self._rng.random() < self.exploration_probability(step - history.last_tried(key))
 

@@ -282,8 +282,8 @@ class VCRLTrainer(GRPOTrainer):
         screened = []
         for group in planned:
             predicted = self.prompt_history.predict(group.key, self.num_generations, kappa)
-            worth = self._worth_generating(group.key, ANY_VARIANCE)
-            replacement = None if worth else self._replacement(seen, kappa, target=ANY_VARIANCE)
+            worth = self._worth_generating(group.key, kappa, first_call=True)
+            replacement = None if worth else self._replacement(seen, kappa, first_call=True)
             if replacement is None:
                 screened.append(dataclasses.replace(group, predicted=predicted))
                 continue
@@ -304,7 +304,7 @@ class VCRLTrainer(GRPOTrainer):
             per_process = refill_groups(missing, [g.predicted for g in planned], processes, cap, unseen_rate)
             if len(planned) >= processes * per_process:
                 break
-            group = self._replacement(seen, kappa, target=kappa)
+            group = self._replacement(seen, kappa, first_call=False)
             if group is None:
                 break
             seen.add(group.key)
@@ -315,16 +315,16 @@ class VCRLTrainer(GRPOTrainer):
             planned.append(self._predicted_group(key, row, "refill", kappa))
         return planned
 
-    def _replacement(self, seen: set[str], kappa: float, target: float) -> PlannedGroup | None:
-        """The best bank prompt, else a dataset prompt predicted to reach `target` (or never seen), else `None`
-        (none found in a few draws). `kappa` is what the planned group's prediction is for."""
+    def _replacement(self, seen: set[str], kappa: float, first_call: bool) -> PlannedGroup | None:
+        """The best bank prompt, else a dataset prompt worth generating (`_worth_generating`), else `None` (none found
+        in a few draws). The planned group carries its prediction for `kappa`."""
         for key, row in self.replay_bank.take(1, exclude=seen):
             return self._predicted_group(key, row, "bank", kappa)
         for _ in range(self.refill_rows.attempts):
             key, row = self.refill_rows.draw(exclude=seen)
             if key in seen:
                 continue
-            if self._worth_generating(key, target):
+            if self._worth_generating(key, kappa, first_call):
                 return self._predicted_group(key, row, "refill", kappa)
             seen.add(key)  # skipped: not drawn again in this step
             self._step_counts["skipped_before_rollout"] += 1
@@ -334,17 +334,19 @@ class VCRLTrainer(GRPOTrainer):
         """A planned group carrying its predicted chance of passing `kappa` (for refill sizing and the tally)."""
         return PlannedGroup(key, row, source, self.prompt_history.predict(key, self.num_generations, kappa))
 
-    def _worth_generating(self, key: str, target: float) -> bool:
-        """Whether the prompt is predicted to reach `target` (see `RolloutScreen`), or explored anyway.
+    def _worth_generating(self, key: str, kappa: float, first_call: bool) -> bool:
+        """Whether the prompt is worth a group (see `RolloutScreen`).
 
         The first call screens at `ANY_VARIANCE`: prompts with some variance but below `kappa` stay, because they carry
-        the signal the policy learns from next and are the best fallback groups. Refill rounds exist only to pass
-        `kappa`, so they screen at `kappa`: when no prompt left is predicted to pass, the step takes the fallback
-        instead of paying rollouts for more groups below `kappa`.
+        the signal the policy learns from next and are the best fallback groups. It is also where skipped prompts are
+        explored: its size is fixed, so exploring there costs no extra rollouts. Refill rounds exist only to pass
+        `kappa`, so they take only prompts predicted to pass it, without exploring: when none is left, the step takes
+        the fallback instead of paying rollouts for more groups below `kappa`.
         """
-        return self.rollout_screen.should_roll_out(
-            self.prompt_history, key, self.num_generations, target, self._rollout_step
-        )
+        G, screen = self.num_generations, self.rollout_screen
+        if first_call:
+            return screen.should_roll_out(self.prompt_history, key, G, ANY_VARIANCE, self._rollout_step)
+        return screen.predicted_to_reach(self.prompt_history, key, G, kappa)
 
     def _observe(self, planned: list[PlannedGroup], combined: list[float], scores: list[float], kappa: float) -> None:
         """Record each generated group in the prompt history, and how good its prediction was."""
