@@ -50,8 +50,8 @@ class VCRLConfig(GRPOConfig):
     efficient_sampling (`bool`, *optional*, defaults to `True`):
         Spend rollouts only where they are likely to pay: keep a history of each prompt's pass rate, replace prompts
         predicted to give a zero-variance group before they are generated (bank prompts first, then dataset prompts
-        worth generating), size refill rounds from the predicted chance of passing `kappa`, and pool passing groups
-        across processes. The threshold, the fallback and the loss are unchanged; only which prompts are generated
+        worth generating), refill only with prompts predicted to pass `kappa` (rounds sized from those predictions),
+        and pool passing groups across processes. The threshold, the fallback and the loss are unchanged; only which prompts are generated
         changes. `False` is the paper's procedure: every drawn prompt is generated, and each process refills its own
         batch.
     skip_below (`float`, *optional*, defaults to `0.3`):
@@ -129,7 +129,7 @@ class VCRLConfig(GRPOConfig):
         default=True,
         metadata={
             "help": "Skip prompts predicted to give zero-variance groups before rollout, fill their places from the "
-            "bank and prompts worth generating, size refill rounds from predictions, pool passing groups across "
+            "bank and prompts worth generating, refill only with prompts predicted to pass kappa, pool passing groups across "
             "processes (ours). False: the paper's procedure."
         },
     )

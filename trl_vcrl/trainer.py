@@ -49,8 +49,9 @@ class VCRLTrainer(GRPOTrainer):
     A drop-in replacement for [`~trl.GRPOTrainer`] taking the same arguments. What differs, in training only, for
     each generation batch (one rollout step, the paper's "step"):
 
-    - **Screen** (`efficient_sampling`, ours): prompts predicted to fail `kappa` are replaced before any rollout, by
-      bank prompts first, then by dataset prompts predicted to pass or never seen.
+    - **Screen** (`efficient_sampling`, ours): in the first generation call, prompts predicted to give a zero-variance
+      group are replaced before any rollout, by bank prompts first, then by dataset prompts not so predicted (or never
+      seen); refill rounds take only prompts predicted to pass `kappa`.
     - **Generate a round**: GRPOTrainer generates and scores the groups; each group gets its normalised reward
       variance `p`, and groups with `p < kappa` are dropped (with `efficient_sampling`, a passing group may fill a
       slot of another process).
@@ -717,7 +718,7 @@ def _model_card_section(args: VCRLConfig, summary: dict[str, float]) -> str:
         "replay_momentum": (args.replay_momentum, "paper §3.2: 0.9"),
         "replay_limit": (args.replay_limit, "paper §3.2: 2"),
         "max_refill_rounds": (args.max_refill_rounds, "ours: bounds the rollouts per step"),
-        "efficient_sampling": (args.efficient_sampling, "ours: true skips prompts predicted to fail kappa"),
+        "efficient_sampling": (args.efficient_sampling, "ours: true skips prompts predicted to be uninformative"),
         "num_generations": (args.num_generations, "ours: not stated"),
     }
     lines = ["## VCRL curriculum", "", "Trained with the `VCRLTrainer` of trl-vcrl "
