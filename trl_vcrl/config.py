@@ -49,11 +49,11 @@ class VCRLConfig(GRPOConfig):
 
     efficient_sampling (`bool`, *optional*, defaults to `True`):
         Spend rollouts only where they are likely to pay: keep a history of each prompt's pass rate, replace prompts
-        predicted to give a zero-variance group before they are generated (bank prompts first, then dataset prompts
-        worth generating), refill only with prompts predicted to pass `kappa` (rounds sized from those predictions),
-        and pool passing groups across processes. The threshold, the fallback and the loss are unchanged; only which prompts are generated
-        changes. `False` is the paper's procedure: every drawn prompt is generated, and each process refills its own
-        batch.
+        predicted to give a zero-variance group before they are generated (by dataset prompts worth generating),
+        refill with bank prompts first and then only with prompts predicted to pass `kappa` (rounds sized from those
+        predictions), and pool passing groups across processes. The threshold, the fallback and the loss are
+        unchanged; only which prompts are generated changes. `False` is the paper's procedure: every drawn prompt is
+        generated, and each process refills its own batch.
     skip_below (`float`, *optional*, defaults to `0.3`):
         A prompt seen before is skipped when its predicted probability of giving a group with any reward variance is
         below this (0.3: skipped after one zero-variance group, kept after one group with a single success).
@@ -128,9 +128,9 @@ class VCRLConfig(GRPOConfig):
     efficient_sampling: bool = field(
         default=True,
         metadata={
-            "help": "Skip prompts predicted to give zero-variance groups before rollout, fill their places from the "
-            "bank and prompts worth generating, refill only with prompts predicted to pass kappa, pool passing groups across "
-            "processes (ours). False: the paper's procedure."
+            "help": "Skip prompts predicted to give zero-variance groups before rollout, refill from the bank and "
+            "then only with prompts predicted to pass kappa, pool passing groups across processes (ours). False: the "
+            "paper's procedure."
         },
     )
     skip_below: float = field(

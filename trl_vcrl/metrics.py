@@ -19,7 +19,6 @@ BANK_MEAN_REPLAYS = "vcrl/bank_mean_replays"
 ROLLOUTS_PER_TRAINED_GROUP = "vcrl/rollouts_per_trained_group"
 NONZERO_ADVANTAGE_FRACTION = "vcrl/nonzero_advantage_fraction"
 SKIPPED_BEFORE_ROLLOUT = "vcrl/skipped_before_rollout"
-BANK_IN_FIRST_CALL = "vcrl/bank_in_first_call"
 PREDICTION_ACCURACY = "vcrl/prediction_accuracy"
 GROUPS_MOVED = "vcrl/groups_moved"
 P_HIST_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)

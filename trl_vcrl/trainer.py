@@ -50,8 +50,8 @@ class VCRLTrainer(GRPOTrainer):
     each generation batch (one rollout step, the paper's "step"):
 
     - **Screen** (`efficient_sampling`, ours): in the first generation call, prompts predicted to give a zero-variance
-      group are replaced before any rollout, by bank prompts first, then by dataset prompts not so predicted (or never
-      seen); refill rounds take only prompts predicted to pass `kappa`.
+      group are replaced before any rollout by dataset prompts not so predicted (or never seen); refill rounds take
+      bank prompts first, then only dataset prompts predicted to pass `kappa`.
     - **Generate a round**: GRPOTrainer generates and scores the groups; each group gets its normalised reward
       variance `p`, and groups with `p < kappa` are dropped (with `efficient_sampling`, a passing group may fill a
       slot of another process).
@@ -277,8 +277,11 @@ class VCRLTrainer(GRPOTrainer):
 
     # ---------------------------------------------------------------- rollout economy
     def _screen_first_round(self, planned: list[PlannedGroup], kappa: float) -> list[PlannedGroup]:
-        """Replace the prompts predicted to give a zero-variance group before any rollout is spent on them: by bank
-        prompts first, then by dataset prompts worth generating. A prompt with no such replacement stays."""
+        """Replace the prompts predicted to give a zero-variance group before any rollout is spent on them, by dataset
+        prompts worth generating. A prompt with no such replacement stays.
+
+        The bank is left to the refill rounds, as in the paper: bank prompts placed here as well trained the same few
+        prompts more often and learned less per rollout (docs/benchmarks/rollout_economy.md)."""
         seen = {group.key for group in planned}
         screened = []
         for group in planned:
@@ -289,7 +292,6 @@ class VCRLTrainer(GRPOTrainer):
                 screened.append(dataclasses.replace(group, predicted=predicted))
                 continue
             self._step_counts["skipped_before_rollout"] += 1
-            self._step_counts["bank_in_first_call"] += replacement.source == "bank"
             seen.add(replacement.key)
             screened.append(replacement)
         return screened
@@ -317,9 +319,9 @@ class VCRLTrainer(GRPOTrainer):
         return planned
 
     def _replacement(self, seen: set[str], kappa: float, first_call: bool) -> PlannedGroup | None:
-        """The best bank prompt, else a dataset prompt worth generating (`_worth_generating`), else `None` (none found
-        in a few draws). The planned group carries its prediction for `kappa`."""
-        for key, row in self.replay_bank.take(1, exclude=seen):
+        """In a refill round the best bank prompt; else a dataset prompt worth generating (`_worth_generating`); else
+        `None` (none found in a few draws). The planned group carries its prediction for `kappa`."""
+        for key, row in [] if first_call else self.replay_bank.take(1, exclude=seen):
             return self._predicted_group(key, row, "bank", kappa)
         for _ in range(self.refill_rows.attempts):
             key, row = self.refill_rows.draw(exclude=seen)
@@ -510,7 +512,6 @@ class VCRLTrainer(GRPOTrainer):
         logged[metrics.NONZERO_ADVANTAGE_FRACTION].append(nonzero)
         if self.args.efficient_sampling:
             logged[metrics.SKIPPED_BEFORE_ROLLOUT].append(self._step_counts["skipped_before_rollout"])
-            logged[metrics.BANK_IN_FIRST_CALL].append(self._step_counts["bank_in_first_call"])
             logged[metrics.GROUPS_MOVED].append(len(selection.moved()))
             tally = self.prediction_tally.pop()
             if tally.accuracy is not None:  # TRL averages what each step appended: no value when nothing was predicted
