@@ -55,23 +55,23 @@ MAX_NEW_TOKENS = 12
 T_975 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
-def problems(count: int, seed: int) -> list[dict]:
-    """`count` addition problems, the three levels in equal shares, as standard-format prompts with a gold answer."""
+def problems(count: int, seed: int, levels: dict[int, tuple[int, int]] = LEVELS) -> list[dict]:
+    """`count` addition problems, the levels in equal shares, as standard-format prompts with a gold answer."""
     rng = random.Random(seed)
     rows = []
     for i in range(count):
-        level = 1 + i % len(LEVELS)
-        a, b = rng.randrange(LEVELS[level][0]), rng.randrange(LEVELS[level][1])
+        level = 1 + i % len(levels)
+        a, b = rng.randrange(levels[level][0]), rng.randrange(levels[level][1])
         rows.append({"prompt": f"What is {a} + {b}? The answer is", "answer": str(a + b), "level": level})
     return rows
 
 
-def warm_start(tokenizer, steps: int, seed: int):
+def warm_start(tokenizer, steps: int, seed: int, levels: dict[int, tuple[int, int]] = LEVELS):
     """Supervised warm-up: the tiny model learns the answer format and some arithmetic (easy levels best)."""
     torch.manual_seed(seed)
     model = build_tiny_model(tokenizer, seed=seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    examples = problems(steps * 64, seed=seed + 10_000)
+    examples = problems(steps * 64, seed=seed + 10_000, levels=levels)
     for step in range(steps):
         batch = examples[step * 64 : (step + 1) * 64]
         texts = [f"{row['prompt']} \\boxed{{{row['answer']}}}.{tokenizer.eos_token}" for row in batch]
@@ -98,7 +98,7 @@ def held_out_accuracy(model, tokenizer, rows: list[dict]) -> dict[str, float]:
     correct = accuracy_reward(completions, answer=[row["answer"] for row in rows])
     model.train(was_training)
     result = {"all": sum(correct) / len(rows)}
-    for level in LEVELS:
+    for level in sorted({row["level"] for row in rows}):
         scores = [c for c, row in zip(correct, rows) if row["level"] == level]
         result[f"level {level}"] = sum(scores) / len(scores)
     return result

@@ -10,10 +10,13 @@ Two tasks:
   "hard" (always 0), a third "coin" (reward 1 when a hash of the sampled completion falls under 0.5: pass rate 0.5).
   Only coin groups can pass `kappa`, so perfect foresight generates `1 / P(coin group passes kappa)` groups per trained
   group (computed exactly from the binomial; the measured pass fraction of coin groups is reported beside it).
-* Real: the addition task of `benchmarks/learning_efficiency.py` from a weaker supervised warm start (fewer steps), so
-  that most of GRPO's first-pass groups have zero variance, on a small training set that recurs over several epochs.
-  Every method trains from the same warm model until it has generated `--budget` rollouts; held-out greedy accuracy
-  is measured every `--eval_every` rollouts, as in learning_efficiency.
+* Real: the addition task of `benchmarks/learning_efficiency.py`, on a small training set that recurs over several
+  epochs, in two variants (`REAL_TASKS`) where most of GRPO's first-pass groups have zero variance for different
+  reasons: "weak" starts from a weak supervised warm start (few steps), so the threshold `kappa = 0.8` is nearly out
+  of reach; "mixed" starts from a stronger warm start and adds a fourth level (three-digit sums) that the model never
+  solves, so a quarter of the problems are out of reach while `kappa` is reachable on the easy levels, as on
+  DAPO-Math for a small model. Every method trains from the same warm model until it has generated `--budget`
+  rollouts; held-out greedy accuracy is measured every `--eval_every` rollouts, as in learning_efficiency.
 
 The methods (the VCRL ones with the paper's kappa schedule, 0.3 for 20 rollout steps then 0.8, and its replay bank):
 
@@ -47,6 +50,7 @@ import learning_efficiency  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from learning_efficiency import (  # noqa: E402
+    LEVELS,
     cost_to_reach,
     held_out_accuracy,
     machine,
@@ -73,6 +77,14 @@ METHODS = {
     "efficient VCRL": dict(),
 }
 PASS_RATES = {"easy": 1.0, "hard": 0.0, "coin": 0.5}  # synthetic prompt kinds and their known pass rates
+REAL_TASKS = {  # name: addition levels (bounds of the two terms), supervised warm-up steps (64 examples each), title
+    "weak": dict(levels=LEVELS, warmup_steps=130, title="addition from a weak warm start"),
+    "mixed": dict(
+        levels={**LEVELS, 4: (1000, 1000)},
+        warmup_steps=300,
+        title="addition with a quarter of the problems out of reach",
+    ),
+}
 
 
 # ---------------------------------------------------------------------------------------------------- synthetic task
@@ -166,7 +178,7 @@ def synthetic_summary(runs: dict[str, list[dict]], cli) -> dict:
             "coin_group_pass_fraction": statistics.fmean(coin) if coin else None,
             "extra_generation_calls_per_step": statistics.fmean(e.get("vcrl/refill_rounds", 0) for e in logs),
             "skipped_before_rollout_per_step": statistics.fmean(e.get("vcrl/skipped_before_rollout", 0) for e in logs),
-            "bank_in_first_call_per_step": statistics.fmean(e.get("vcrl/bank_in_first_call", 0) for e in logs),
+            "bank_groups_per_step": statistics.fmean(e.get("vcrl/groups_from_bank", 0) for e in logs),
             "prediction_accuracy": _mean_logged(logs, "vcrl/prediction_accuracy"),
             "uninformative_generated_fraction": sum(kind != "coin" for kind, _, _ in groups) / len(groups),
             "fallback_groups_per_step": statistics.fmean(e.get("vcrl/groups_from_fallback", 0) for e in logs),
@@ -206,6 +218,7 @@ def real_summary(runs: dict[str, list[dict]], initial: dict, cli) -> dict:
     group, extra generation calls, first-pass zero-variance fraction, skips and prediction accuracy."""
     first_epoch = cli.train_prompts // cli.prompts  # steps
     final = {method: [r["curve"][-1]["all"] for r in results] for method, results in runs.items()}
+    curve_means = {method: [_curve_mean(r["curve"]) for r in results] for method, results in runs.items()}
     best_final = max(statistics.fmean(values) for values in final.values())
     target = initial["all"] + cli.target_fraction * (best_final - initial["all"])
     summary = {}
@@ -220,6 +233,7 @@ def real_summary(runs: dict[str, list[dict]], initial: dict, cli) -> dict:
         summary[method] = {
             "final_accuracy": mean_ci(final[method]),
             "final_rollouts": statistics.fmean(r["curve"][-1]["rollouts"] for r in results),
+            "curve_mean_accuracy": mean_ci(curve_means[method]),
             "rollouts_to_target": to_target["rollouts"],
             "seconds_to_target": to_target["seconds"],
             "seeds_reaching_target": sum(cost_to_reach(r["curve"], target, "rollouts") is not None for r in results),
@@ -234,7 +248,7 @@ def real_summary(runs: dict[str, list[dict]], initial: dict, cli) -> dict:
             "skipped_before_rollout_per_step": statistics.fmean(
                 s.get("vcrl/skipped_before_rollout", 0) for s in steps
             ),
-            "bank_in_first_call_per_step": statistics.fmean(s.get("vcrl/bank_in_first_call", 0) for s in steps),
+            "bank_groups_per_step": statistics.fmean(s.get("vcrl/groups_from_bank", 0) for s in steps),
             "prediction_accuracy": _mean_logged(steps, "vcrl/prediction_accuracy"),
             "fallback_groups_per_step": statistics.fmean(s.get("vcrl/groups_from_fallback", 0) for s in steps),
             "trained_nonzero_advantage_fraction": statistics.fmean(s["nonzero_advantage"] for s in steps),
@@ -243,13 +257,27 @@ def real_summary(runs: dict[str, list[dict]], initial: dict, cli) -> dict:
             "seconds_per_run": statistics.fmean(r["seconds"] for r in results),
             "by_kappa": by_kappa(steps),
         }
-    paired = [e - p for e, p in zip(final["efficient VCRL"], final["paper VCRL"])]  # same seed, same start
-    return {"target_accuracy": target, "methods": summary, "paired_accuracy_difference": paired}
+    # Same seed, same start: efficient minus paper VCRL, at the budget and averaged over the evaluation marks.
+    paired = [e - p for e, p in zip(final["efficient VCRL"], final["paper VCRL"])]
+    paired_curve = [e - p for e, p in zip(curve_means["efficient VCRL"], curve_means["paper VCRL"])]
+    return {
+        "target_accuracy": target,
+        "methods": summary,
+        "paired_accuracy_difference": paired,
+        "paired_curve_mean_difference": paired_curve,
+    }
 
 
-def targets(synthetic: dict, real: dict) -> list[dict]:
-    """The issue's targets for efficient VCRL, each with the measured value and whether it is met."""
-    efficient, real_methods = synthetic["efficient VCRL"], real["methods"]
+def _curve_mean(curve: list[dict]) -> float:
+    """Mean held-out accuracy over a run's evaluation marks after the start (the same rollout marks for every method):
+    accuracy at equal rollouts, averaged over budgets from `--eval_every` to `--budget`."""
+    return statistics.fmean(point["all"] for point in curve[1:])
+
+
+def targets(synthetic: dict, real_tasks: dict[str, dict]) -> list[dict]:
+    """The issue's targets for efficient VCRL, each with the measured value and whether it is met; the real-task
+    targets once per real task."""
+    efficient = synthetic["efficient VCRL"]
     rows = [
         {
             "target": "synthetic: generated groups per trained group after the first epoch <= 1.3",
@@ -262,25 +290,27 @@ def targets(synthetic: dict, real: dict) -> list[dict]:
             "met": efficient["extra_generation_calls_per_step"] <= 1.2,
         },
     ]
-    ratio = (
-        real_methods["efficient VCRL"]["generated_per_trained_group"][0]
-        / real_methods["DAPO filter"]["generated_per_trained_group"][0]
-    )
-    rows.append({"target": "real: generated groups per trained group <= 0.7x the DAPO filter's (>= 30% fewer)",
-                 "measured": ratio, "met": ratio <= 0.7})  # fmt: skip
-    grpo, efficient_reach = (
-        real_methods["GRPO"]["rollouts_to_target"],
-        real_methods["efficient VCRL"]["rollouts_to_target"],
-    )
-    ratio = None if not grpo or not grpo[0] or efficient_reach is None else efficient_reach[0] / grpo[0]
-    rows.append({"target": "real: rollouts to target <= 0.7x GRPO's", "measured": ratio,
-                 "met": ratio is not None and ratio <= 0.7})  # fmt: skip
-    difference = mean_ci(real["paired_accuracy_difference"])
-    rows.append({"target": "real: accuracy at equal rollouts not below paper VCRL's (paired 95% CI of the difference "
-                 "reaches 0 or above)", "measured": difference, "met": difference[0] + difference[1] >= 0})  # fmt: skip
-    rows.append({"target": "real: >= 50% of GRPO's first-pass groups have zero variance (task check)",
-                 "measured": real_methods["GRPO"]["first_pass_zero_variance_fraction"],
-                 "met": real_methods["GRPO"]["first_pass_zero_variance_fraction"] >= 0.5})  # fmt: skip
+    for task, real in real_tasks.items():
+        methods = real["methods"]
+        ratio = (
+            methods["efficient VCRL"]["generated_per_trained_group"][0]
+            / methods["DAPO filter"]["generated_per_trained_group"][0]
+        )
+        rows.append({"target": f"{task}: generated groups per trained group <= 0.7x the DAPO filter's (>= 30% fewer)",
+                     "measured": ratio, "met": ratio <= 0.7})  # fmt: skip
+        grpo, efficient_reach = methods["GRPO"]["rollouts_to_target"], methods["efficient VCRL"]["rollouts_to_target"]
+        ratio = None if not grpo or not grpo[0] or efficient_reach is None else efficient_reach[0] / grpo[0]
+        rows.append({"target": f"{task}: rollouts to target <= 0.7x GRPO's", "measured": ratio,
+                     "met": ratio is not None and ratio <= 0.7})  # fmt: skip
+        for name, paired in (("at the budget", "paired_accuracy_difference"),
+                             ("averaged over the evaluation marks", "paired_curve_mean_difference")):  # fmt: skip
+            difference = mean_ci(real[paired])
+            rows.append({"target": f"{task}: accuracy at equal rollouts ({name}) not below paper VCRL's (paired 95% "
+                         "CI of the difference reaches 0 or above)", "measured": difference,
+                         "met": difference[0] + difference[1] >= 0})  # fmt: skip
+        zero_variance = methods["GRPO"]["first_pass_zero_variance_fraction"]
+        rows.append({"target": f"{task}: >= 50% of GRPO's first-pass groups have zero variance (task check)",
+                     "measured": zero_variance, "met": zero_variance >= 0.5})  # fmt: skip
     return rows
 
 
@@ -293,7 +323,8 @@ def main() -> None:
     parser.add_argument("--synthetic_generations", type=int, default=16, help="G on the synthetic task")
     parser.add_argument("--epochs", type=int, default=6, help="epochs over the synthetic prompts")
     parser.add_argument("--train_prompts", type=int, default=256, help="training problems of the real task")
-    parser.add_argument("--warmup_steps", type=int, default=130, help="supervised warm-up steps (64 examples each)")
+    parser.add_argument("--real_tasks", nargs="+", choices=list(REAL_TASKS), default=list(REAL_TASKS),
+                        help="real tasks to run (REAL_TASKS)")  # fmt: skip
     parser.add_argument("--budget", type=int, default=12288, help="rollouts (completions) per real-task run")
     parser.add_argument("--target_fraction", type=float, default=0.8,
                         help="target: this far from the warm start to the best final mean")  # fmt: skip
@@ -308,7 +339,7 @@ def main() -> None:
     tokenizer = build_tiny_tokenizer()
     result = {
         "command": "HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rollout_economy.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(cli).items()),
+        + " ".join(f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(cli).items()),
         "machine": machine(),
         "settings": vars(cli),
     }
@@ -320,26 +351,33 @@ def main() -> None:
             print(f"synthetic seed {seed} {method}: {runs[method][-1]['seconds']:.0f} s", flush=True)
     result["synthetic"] = {"summary": synthetic_summary(runs, cli), "runs": runs}
 
-    warm_model = warm_start(tokenizer, cli.warmup_steps, seed=0)
-    train, held_out = problems(cli.train_prompts, seed=1), problems(300, seed=2)
-    initial = held_out_accuracy(warm_model, tokenizer, held_out)
-    print(f"warm start: {initial}", flush=True)
-    runs = {method: [] for method in METHODS}
-    for seed in range(cli.seeds):
-        for method, settings in METHODS.items():
-            runs[method].append(run(method, settings, warm_model, tokenizer, train, held_out, seed, cli))
-            r = runs[method][-1]
-            print(f"real seed {seed} {method}: accuracy {r['curve'][0]['all']:.3f} -> {r['curve'][-1]['all']:.3f} "
-                  f"in {r['optimizer_steps']} steps, {r['seconds']:.0f} s", flush=True)  # fmt: skip
-    result["real"] = {"warm_start_accuracy": initial, **real_summary(runs, initial, cli), "runs": runs}
+    result["real"] = {task: real_task(task, tokenizer, cli) for task in cli.real_tasks}
     result["total_seconds"] = time.perf_counter() - start
     result["targets"] = targets(result["synthetic"]["summary"], result["real"])
     write_results(result, OUT, plot, markdown)
 
 
+def real_task(task: str, tokenizer, cli) -> dict:
+    """Every method on the real task `task` (`REAL_TASKS`), from the same warm model, `--seeds` seeds each."""
+    levels, warmup_steps = REAL_TASKS[task]["levels"], REAL_TASKS[task]["warmup_steps"]
+    warm_model = warm_start(tokenizer, warmup_steps, seed=0, levels=levels)
+    train, held_out = problems(cli.train_prompts, seed=1, levels=levels), problems(300, seed=2, levels=levels)
+    initial = held_out_accuracy(warm_model, tokenizer, held_out)
+    print(f"{task} warm start: {initial}", flush=True)
+    runs = {method: [] for method in METHODS}
+    for seed in range(cli.seeds):
+        for method, settings in METHODS.items():
+            runs[method].append(run(method, settings, warm_model, tokenizer, train, held_out, seed, cli))
+            r = runs[method][-1]
+            print(f"{task} seed {seed} {method}: accuracy {r['curve'][0]['all']:.3f} -> {r['curve'][-1]['all']:.3f} "
+                  f"in {r['optimizer_steps']} steps, {r['seconds']:.0f} s", flush=True)  # fmt: skip
+    return {"warm_start_accuracy": initial, **real_summary(runs, initial, cli), "runs": runs}
+
+
 def plot(result: dict, path: Path) -> None:
-    figure = Figure(figsize=(15, 4))
-    synthetic, by_rollouts, by_seconds = figure.subplots(1, 3)
+    tasks = result["real"]
+    figure = Figure(figsize=(5 * (1 + 2 * len(tasks)), 4))
+    synthetic, *real_axes = figure.subplots(1, 1 + 2 * len(tasks))
     for method, results in result["synthetic"]["runs"].items():
         steps = min(len(r["logs"]) for r in results)
         ratio = [statistics.fmean(r["logs"][i].get("vcrl/rollouts_per_trained_group", 1.0) for r in results)
@@ -354,17 +392,20 @@ def plot(result: dict, path: Path) -> None:
     synthetic.set_ylabel("generated groups per trained group")
     synthetic.set_title("synthetic (mean over seeds)")
     synthetic.legend()
-    for method, results in result["real"]["runs"].items():
-        points = min(len(r["curve"]) for r in results)  # seeds evaluate at the same rollout marks up to the budget
-        mean = [statistics.fmean(r["curve"][i]["all"] for r in results) for i in range(points)]
-        for ax, x in ((by_rollouts, "rollouts"), (by_seconds, "seconds")):
-            ax.plot([statistics.fmean(r["curve"][i][x] for r in results) for i in range(points)], mean, label=method)
-    for ax, label in ((by_rollouts, "rollouts generated"), (by_seconds, "training seconds (generation + update)")):
-        ax.axhline(result["real"]["target_accuracy"], color="grey", linestyle=":", label="target")
-        ax.set_xlabel(label)
-        ax.set_ylabel("held-out greedy accuracy")
-        ax.set_title("addition, weak warm start (mean over seeds)")
-    by_rollouts.legend()
+    for (task, real), by_rollouts, by_seconds in zip(tasks.items(), real_axes[::2], real_axes[1::2]):
+        for method, results in real["runs"].items():
+            points = min(len(r["curve"]) for r in results)  # seeds evaluate at the same rollout marks up to the budget
+            mean = [statistics.fmean(r["curve"][i]["all"] for r in results) for i in range(points)]
+            for ax, x in ((by_rollouts, "rollouts"), (by_seconds, "seconds")):
+                ax.plot(
+                    [statistics.fmean(r["curve"][i][x] for r in results) for i in range(points)], mean, label=method
+                )
+        for ax, label in ((by_rollouts, "rollouts generated"), (by_seconds, "training seconds (generation + update)")):
+            ax.axhline(real["target_accuracy"], color="grey", linestyle=":", label="target")
+            ax.set_xlabel(label)
+            ax.set_ylabel("held-out greedy accuracy")
+            ax.set_title(f"{task}: {REAL_TASKS[task]['title']}", fontsize=9)
+        by_rollouts.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -400,8 +441,67 @@ def phase_table(summary: dict, steps: str) -> list[str]:
     return lines
 
 
+def real_section(task: str, real: dict, s: dict) -> list[str]:
+    """Markdown lines: one real task's results."""
+    warm, task_settings = real["warm_start_accuracy"], REAL_TASKS[task]
+    levels = ", ".join(f"{level}: a < {a}, b < {b}" for level, (a, b) in task_settings["levels"].items())
+    lines = [
+        "",
+        f'## Real task "{task}": {task_settings["title"]}',
+        "",
+        f"learning_efficiency's addition task a + b ({len(task_settings['levels'])} levels in equal shares, {levels}; "
+        f"math-verify reward), tiny Qwen2 after {task_settings['warmup_steps']} supervised warm-up steps on the same "
+        f"levels, {s['train_prompts']} training problems (one epoch = "
+        f"{s['train_prompts'] // s['prompts']} steps), {s['prompts']} prompts x G={s['generations']} per step, lr "
+        f"{s['learning_rate']}, {s['budget']} rollouts per run, {s['seeds']} seeds. Held-out: 300 problems, greedy, "
+        f"every {s['eval_every']} rollouts. Training seconds are TRL's `step_time` summed (generation and update, "
+        "evaluations excluded), on a shared machine.",
+        "",
+        f"Warm start accuracy: {warm['all']:.3f} ("
+        + ", ".join(f"{k} {v:.2f}" for k, v in warm.items() if k != "all")
+        + f"). Target accuracy ({s['target_fraction']:.0%} of the way to the best final mean): "
+        f"{real['target_accuracy']:.3f}.",
+        "",
+        "| method | accuracy at budget (95% CI) | mean accuracy over the evaluation marks (95% CI) "
+        "| rollouts at budget | rollouts to target (95% CI) "
+        "| training s to target (95% CI) | seeds reaching it | generated groups / trained group (95% CI) "
+        "| same, after epoch 1 | extra generation calls / step | zero-variance groups, first call |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, m in real["methods"].items():
+        lines.append(
+            f"| {method} | {_ci(m['final_accuracy'])} | {_ci(m['curve_mean_accuracy'])} | {m['final_rollouts']:.0f} | "
+            f"{_ci(m['rollouts_to_target'], 0)} | {_ci(m['seconds_to_target'], 1)} | "
+            f"{m['seeds_reaching_target']}/{s['seeds']} | {_ci(m['generated_per_trained_group'], 2)} | "
+            f"{_maybe(m['generated_per_trained_group_after_first_epoch'])} | {m['extra_generation_calls_per_step']:.2f} | "
+            f"{m['first_pass_zero_variance_fraction']:.0%} |"
+        )
+    lines += [
+        "",
+        "| method | skipped before rollout / step | trained groups replayed from the bank / step | prediction accuracy "
+        "| fallback groups / step | trained groups with non-zero advantage | optimizer steps | s / optimizer step "
+        "| s / run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, m in real["methods"].items():
+        lines.append(
+            f"| {method} | {m['skipped_before_rollout_per_step']:.1f} | {m['bank_groups_per_step']:.1f} | "
+            f"{_maybe(m['prediction_accuracy'], '.0%')} | {m['fallback_groups_per_step']:.2f} | "
+            f"{m['trained_nonzero_advantage_fraction']:.0%} | {m['optimizer_steps']:.0f} | "
+            f"{m['seconds_per_step']:.3f} | {m['seconds_per_run']:.0f} |"
+        )
+    lines += phase_table(real["methods"], "all steps")
+    lines += [
+        "",
+        "Efficient minus paper VCRL, paired by seed: accuracy at the budget "
+        f"{_ci(mean_ci(real['paired_accuracy_difference']))}; accuracy averaged over the evaluation marks (equal "
+        f"rollouts, every {s['eval_every']} up to the budget) {_ci(mean_ci(real['paired_curve_mean_difference']))}.",
+    ]
+    return lines
+
+
 def markdown(result: dict) -> str:
-    s, synthetic, real = result["settings"], result["synthetic"]["summary"], result["real"]
+    s, synthetic, real_tasks = result["settings"], result["synthetic"]["summary"], result["real"]
     lines = [
         "# Rollout economy: GRPO vs DAPO filter vs paper VCRL vs efficient VCRL",
         "",
@@ -423,7 +523,7 @@ def markdown(result: dict) -> str:
         "(1.00 for GRPO, which trains whatever it generates).",
         "",
         "| method | generated groups / trained group (95% CI) | perfect foresight | extra generation calls / step "
-        "| skipped before rollout / step | bank prompts in first call / step | prediction accuracy "
+        "| skipped before rollout / step | trained groups replayed from the bank / step | prediction accuracy "
         "| uninformative share of generated groups | fallback groups / step | trained groups with non-zero advantage "
         "| coin groups passing kappa | s / run |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -432,61 +532,15 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {method} | {_ci(m['generated_per_trained_group'], 2)} | {m['perfect_foresight']:.2f} | "
             f"{m['extra_generation_calls_per_step']:.2f} | {m['skipped_before_rollout_per_step']:.1f} | "
-            f"{m['bank_in_first_call_per_step']:.1f} | {_maybe(m['prediction_accuracy'], '.0%')} | "
+            f"{m['bank_groups_per_step']:.1f} | {_maybe(m['prediction_accuracy'], '.0%')} | "
             f"{m['uninformative_generated_fraction']:.0%} | {m['fallback_groups_per_step']:.2f} | "
             f"{m['trained_nonzero_advantage_fraction']:.0%} | {_maybe(m['coin_group_pass_fraction'], '.0%')} | "
             f"{m['seconds_per_run']:.0f} |"
         )
     lines += phase_table(synthetic, "after the first epoch")
-    warm = real["warm_start_accuracy"]
+    for task, real in real_tasks.items():
+        lines += real_section(task, real, s)
     lines += [
-        "",
-        "## Real task: addition from a weak warm start",
-        "",
-        f"learning_efficiency's addition task (three levels, math-verify reward), tiny Qwen2 after only "
-        f"{s['warmup_steps']} supervised warm-up steps, {s['train_prompts']} training problems (one epoch = "
-        f"{s['train_prompts'] // s['prompts']} steps), {s['prompts']} prompts x G={s['generations']} per step, lr "
-        f"{s['learning_rate']}, {s['budget']} rollouts per run, {s['seeds']} seeds. Held-out: 300 problems, greedy, "
-        f"every {s['eval_every']} rollouts. Training seconds are TRL's `step_time` summed (generation and update, "
-        "evaluations excluded), on a shared machine.",
-        "",
-        f"Warm start accuracy: {warm['all']:.3f} ("
-        + ", ".join(f"{k} {v:.2f}" for k, v in warm.items() if k != "all")
-        + f"). Target accuracy ({s['target_fraction']:.0%} of the way to the best final mean): "
-        f"{real['target_accuracy']:.3f}.",
-        "",
-        "| method | accuracy at budget (95% CI) | rollouts at budget | rollouts to target (95% CI) "
-        "| training s to target (95% CI) | seeds reaching it | generated groups / trained group (95% CI) "
-        "| same, after epoch 1 | extra generation calls / step | zero-variance groups, first call |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for method, m in real["methods"].items():
-        lines.append(
-            f"| {method} | {_ci(m['final_accuracy'])} | {m['final_rollouts']:.0f} | "
-            f"{_ci(m['rollouts_to_target'], 0)} | {_ci(m['seconds_to_target'], 1)} | "
-            f"{m['seeds_reaching_target']}/{s['seeds']} | {_ci(m['generated_per_trained_group'], 2)} | "
-            f"{_maybe(m['generated_per_trained_group_after_first_epoch'])} | {m['extra_generation_calls_per_step']:.2f} | "
-            f"{m['first_pass_zero_variance_fraction']:.0%} |"
-        )
-    lines += [
-        "",
-        "| method | skipped before rollout / step | bank prompts in first call / step | prediction accuracy "
-        "| fallback groups / step | trained groups with non-zero advantage | optimizer steps | s / optimizer step "
-        "| s / run |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for method, m in real["methods"].items():
-        lines.append(
-            f"| {method} | {m['skipped_before_rollout_per_step']:.1f} | {m['bank_in_first_call_per_step']:.1f} | "
-            f"{_maybe(m['prediction_accuracy'], '.0%')} | {m['fallback_groups_per_step']:.2f} | "
-            f"{m['trained_nonzero_advantage_fraction']:.0%} | {m['optimizer_steps']:.0f} | "
-            f"{m['seconds_per_step']:.3f} | {m['seconds_per_run']:.0f} |"
-        )
-    lines += phase_table(real["methods"], "all steps")
-    difference = mean_ci(real["paired_accuracy_difference"])
-    lines += [
-        "",
-        f"Accuracy at the budget, efficient minus paper VCRL, paired by seed: {_ci(difference)}.",
         "",
         "## Targets (efficient VCRL)",
         "",
