@@ -1,4 +1,5 @@
-"""Learning efficiency of GRPO, DAPO-style filtering and VCRL: held-out accuracy against rollouts generated.
+"""Learning efficiency of GRPO, DAPO-style filtering and VCRL (paper and efficient): held-out accuracy against rollouts
+generated.
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/learning_efficiency.py
 
@@ -9,8 +10,11 @@ fine-tuning in this script, so it solves easy problems often, middle ones someti
 starts from that same warm model and trains with the same settings on the same prompts; only the selection differs:
 
 * GRPO: `VCRLConfig(dynamic_sampling=False, replay=False)` (tested identical to GRPOTrainer).
-* DAPO filter: drop groups with zero reward variance (`kappa_schedule=["0:0.01"]`), refill with new prompts, no bank.
-* VCRL: the paper's schedule (kappa 0.3 for 20 steps, then 0.8) and the replay bank.
+* DAPO filter: drop groups with zero reward variance (`kappa_schedule=["0:0.01"]`), refill with new prompts, no bank,
+  no prediction (`efficient_sampling=False`).
+* paper VCRL: the paper's schedule (kappa 0.3 for 20 steps, then 0.8), the replay bank and procedure
+  (`efficient_sampling=False`).
+* efficient VCRL: the same schedule and bank with the default `efficient_sampling=True`.
 
 Each run stops once it has generated `--budget` rollouts (completions). Greedy accuracy on 300 held-out problems (100
 per level) is measured every `--eval_every` rollouts. Reported per method, over seeds (mean and 95% t-interval): the
@@ -48,8 +52,9 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "learning
 LEVELS = {1: (10, 10), 2: (30, 10), 3: (100, 100)}  # level: (bound of a, bound of b)
 METHODS = {
     "GRPO": dict(dynamic_sampling=False, replay=False),
-    "DAPO filter": dict(kappa_schedule=["0:0.01"], replay=False),
-    "VCRL": dict(),  # the paper's defaults: kappa 0.3 for 20 steps then 0.8, replay bank on
+    "DAPO filter": dict(kappa_schedule=["0:0.01"], replay=False, efficient_sampling=False),
+    "paper VCRL": dict(efficient_sampling=False),  # kappa 0.3 for 20 steps then 0.8, replay bank on
+    "efficient VCRL": dict(),  # the defaults
 }
 MAX_NEW_TOKENS = 12
 T_975 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -324,7 +329,7 @@ def plot(result: dict, path: Path) -> None:
 def markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
-        "# Learning efficiency: GRPO vs DAPO filter vs VCRL",
+        "# Learning efficiency: GRPO vs DAPO filter vs paper VCRL vs efficient VCRL",
         "",
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']}  ",

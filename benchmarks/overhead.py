@@ -86,18 +86,19 @@ class InnerTimer:
         self._vcrl_method = VCRLTrainer._generate_and_score_completions
         timer = self
 
-        def grpo_timed(trainer, inputs):
+        # The wrappers keep GRPOTrainer's parameter names: VCRLTrainer checks them against the TRL it supports.
+        def grpo_timed(self, inputs):
             start = time.process_time()
             try:
-                return timer._grpo_method(trainer, inputs)
+                return timer._grpo_method(self, inputs)
             finally:
-                if isinstance(trainer, VCRLTrainer):
+                if isinstance(self, VCRLTrainer):
                     timer.grpo[-1] += time.process_time() - start
 
-        def vcrl_timed(trainer, inputs):
+        def vcrl_timed(self, inputs):
             timer.grpo.append(0.0)
             start = time.process_time()
-            result = timer._vcrl_method(trainer, inputs)
+            result = timer._vcrl_method(self, inputs)
             timer.vcrl.append(time.process_time() - start)
             return result
 

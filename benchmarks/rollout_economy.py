@@ -18,13 +18,9 @@ Two tasks:
   DAPO-Math for a small model. Every method trains from the same warm model until it has generated `--budget`
   rollouts; held-out greedy accuracy is measured every `--eval_every` rollouts, as in learning_efficiency.
 
-The methods (the VCRL ones with the paper's kappa schedule, 0.3 for 20 rollout steps then 0.8, and its replay bank):
-
-* GRPO: `dynamic_sampling=False, replay=False` (tested identical to GRPOTrainer).
-* DAPO filter: learning_efficiency's (drop zero-variance groups, refill with new prompts, no bank), with
-  `efficient_sampling=False`.
-* paper VCRL: `efficient_sampling=False`, the paper's procedure.
-* efficient VCRL: the defaults.
+The methods are learning_efficiency's: GRPO, the DAPO filter (no bank, no prediction), paper VCRL
+(`efficient_sampling=False`) and efficient VCRL (the defaults); both VCRL with the paper's kappa schedule (0.3 for 20
+rollout steps, then 0.8) and its replay bank.
 
 Writes docs/benchmarks/rollout_economy.{json,md,png}.
 """
@@ -70,12 +66,7 @@ from trl_vcrl.testing import build_tiny_model, build_tiny_tokenizer  # noqa: E40
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(VCRLConfig)}
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "rollout_economy"
-METHODS = {
-    "GRPO": learning_efficiency.METHODS["GRPO"],
-    "DAPO filter": {**learning_efficiency.METHODS["DAPO filter"], "efficient_sampling": False},
-    "paper VCRL": dict(efficient_sampling=False),
-    "efficient VCRL": dict(),
-}
+METHODS = learning_efficiency.METHODS
 PASS_RATES = {"easy": 1.0, "hard": 0.0, "coin": 0.5}  # synthetic prompt kinds and their known pass rates
 REAL_TASKS = {  # name: addition levels (bounds of the two terms), supervised warm-up steps (64 examples each), title
     "weak": dict(levels=LEVELS, warmup_steps=130, title="addition from a weak warm start"),
