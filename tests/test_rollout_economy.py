@@ -108,9 +108,13 @@ def test_bank_prompts_are_replayed_in_refill_rounds_only(model, tokenizer, base_
 
         setattr(trainer, name, tracked)
     take = trainer.replay_bank.take
-    trainer.replay_bank.take = lambda *args, **kwargs: (
-        takes.append((planning[0], take(*args, **kwargs))) or takes[-1][1]
-    )
+
+    def recording_take(*args, **kwargs):
+        taken = take(*args, **kwargs)
+        takes.append((planning[0], taken))
+        return taken
+
+    trainer.replay_bank.take = recording_take
     trainer.train()
     assert sum(logged(trainer, "vcrl/skipped_before_rollout")) > 0  # the first call did replace prompts
     assert sum(len(taken) for where, taken in takes if where == "_plan_next_round") > 0

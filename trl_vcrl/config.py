@@ -55,8 +55,9 @@ class VCRLConfig(GRPOConfig):
         unchanged; only which prompts are generated changes. `False` is the paper's procedure: every drawn prompt is
         generated, and each process refills its own batch.
     skip_below (`float`, *optional*, defaults to `0.3`):
-        A prompt seen before is skipped when its predicted probability of giving a group with any reward variance is
-        below this (0.3: skipped after one zero-variance group, kept after one group with a single success).
+        A prompt seen before is skipped when its predicted probability of giving a group with any reward variance (in
+        the first generation call), or of passing `kappa` (in refill rounds), is below this (0.3: skipped from the first
+        call after one zero-variance group, kept after one group with a single success).
     explore_floor (`float`, *optional*, defaults to `0.05`):
         Probability that a prompt predicted to fail is generated anyway right after its last try, in the first
         generation call of a step (refill rounds take only prompts predicted to pass).
@@ -136,8 +137,9 @@ class VCRLConfig(GRPOConfig):
     skip_below: float = field(
         default=0.3,
         metadata={
-            "help": "Predicted probability of a group with any reward variance under which a seen prompt is skipped "
-            "(ours, after GRESO: 0.3 skips after one zero-variance group)."
+            "help": "Predicted probability of a group with any reward variance (first generation call), or of passing "
+            "kappa (refill rounds), under which a seen prompt is skipped (ours, after GRESO: 0.3 skips after one "
+            "zero-variance group)."
         },
     )
     explore_floor: float = field(

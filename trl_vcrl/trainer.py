@@ -1,4 +1,3 @@
-import dataclasses
 import functools
 import itertools
 import json
@@ -285,11 +284,10 @@ class VCRLTrainer(GRPOTrainer):
         seen = {group.key for group in planned}
         screened = []
         for group in planned:
-            predicted = self.prompt_history.predict(group.key, self.num_generations, kappa)
             worth = self._worth_generating(group.key, kappa, first_call=True)
             replacement = None if worth else self._replacement(seen, kappa, first_call=True)
             if replacement is None:
-                screened.append(dataclasses.replace(group, predicted=predicted))
+                screened.append(self._predicted_group(group.key, group.row, group.source, kappa))
                 continue
             self._step_counts["skipped_before_rollout"] += 1
             seen.add(replacement.key)
@@ -321,8 +319,9 @@ class VCRLTrainer(GRPOTrainer):
     def _replacement(self, seen: set[str], kappa: float, first_call: bool) -> PlannedGroup | None:
         """In a refill round the best bank prompt; else a dataset prompt worth generating (`_worth_generating`); else
         `None` (none found in a few draws). The planned group carries its prediction for `kappa`."""
-        for key, row in [] if first_call else self.replay_bank.take(1, exclude=seen):
-            return self._predicted_group(key, row, "bank", kappa)
+        if not first_call:
+            for key, row in self.replay_bank.take(1, exclude=seen):
+                return self._predicted_group(key, row, "bank", kappa)
         for _ in range(self.refill_rows.attempts):
             key, row = self.refill_rows.draw(exclude=seen)
             if key in seen:
